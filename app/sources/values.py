@@ -1,0 +1,119 @@
+"""Defensive conversion of upstream values: strings to numbers, and bad figures to `None`.
+
+Upstreams send decimals as strings (GeckoTerminal, DexScreener prices), nulls, negative reserves and
+the odd "NaN". None of these may poison a sum, so every figure passes through here.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+
+def number(value: object) -> float | None:
+    """A finite, non-negative float, or None for anything else (null, negative, NaN, text, bool)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(result) or result < 0:
+        return None
+    return result
+
+
+def signed(value: object) -> float | None:
+    """A finite float that may be negative (price changes), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def count(value: object) -> int | None:
+    """A non-negative integer count (buys, sells), or None."""
+    result = number(value)
+    if result is None or result != int(result):
+        return None
+    return int(result)
+
+
+def text(value: object) -> str | None:
+    """A non-empty stripped string, or None."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def timestamp(value: object) -> float | None:
+    """Epoch seconds from ISO 8601 text or epoch seconds/milliseconds; None when unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        raw = value.strip()
+        if not raw:
+            return None
+        try:
+            return timestamp(float(raw))
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds <= 0:
+            return None
+        return seconds / 1000.0 if seconds > 1e11 else seconds
+    return None
+
+
+def iso(seconds: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with a Z, e.g. 2026-01-01T00:00:00Z (milliseconds when present)."""
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_mint(value: object) -> bool:
+    """Base58, 32 to 44 characters: the shape of a Solana address."""
+    return isinstance(value, str) and 32 <= len(value) <= 44 and all(c in BASE58 for c in value)
+
+
+BASE58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+
+
+class UpstreamFormatError(ValueError):
+    """The body is not the shape the upstream documents (HTML, truncated JSON, wrong top level)."""
+
+
+class Parsed(list):
+    """A list of parsed items that also counts the items skipped as malformed."""
+
+    skipped: int = 0
+
+    def __init__(self, items: object = (), skipped: int = 0) -> None:
+        super().__init__(items)  # type: ignore[arg-type]
+        self.skipped = skipped
