@@ -1,0 +1,231 @@
+"""Jupiter Tokens v2 and Price v3: what to ask and what the answer means (pure; no HTTP here).
+
+Shapes are those of shared/upstreams.md §3. Jupiter's figures are per token (across all its pools).
+Every figure passes through `values`; only a wrong top-level shape raises `UpstreamFormatError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from app.model import WSOL_MINT, TokenInfo, WindowStats
+from app.sources.protocols import protocol_name
+from app.sources.values import Parsed, UpstreamFormatError, count, is_mint, number, signed, text, timestamp
+
+SOURCE = "jupiter"
+PRICE_BATCH = 50
+SEARCH_BATCH = 100
+TOP_LIMIT = 100
+DISCOVERY_CATEGORIES: tuple[str, ...] = ("toptrending", "toptraded", "toporganicscore")
+INTERVALS: tuple[str, ...] = ("5m", "1h", "6h", "24h")
+
+# statsX key -> model window key
+_WINDOWS: tuple[tuple[str, str], ...] = (
+    ("stats5m", "5m"),
+    ("stats1h", "1h"),
+    ("stats6h", "6h"),
+    ("stats24h", "24h"),
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# requests
+
+
+def headers(api_key: str | None) -> dict[str, str]:
+    """`{"x-api-key": key}` when a key is set (blank counts as unset), else `{}`."""
+    key = api_key.strip() if isinstance(api_key, str) else ""
+    return {"x-api-key": key} if key else {}
+
+
+def _addresses(addresses: Sequence[str], limit: int) -> list[str]:
+    """Distinct addresses in the given order; ValueError when empty, over `limit` or not base58."""
+    if isinstance(addresses, str):
+        raise ValueError("expected a sequence of addresses, not one string")
+    result: list[str] = []
+    seen: set[str] = set()
+    for address in addresses:
+        if not is_mint(address):
+            raise ValueError(f"not a Solana address: {address!r}")
+        if address not in seen:
+            seen.add(address)
+            result.append(address)
+    if not result:
+        raise ValueError("no addresses given")
+    if len(result) > limit:
+        raise ValueError(f"at most {limit} addresses per request, got {len(result)}")
+    return result
+
+
+def top_request(category: str, interval: str = "1h", limit: int = TOP_LIMIT) -> tuple[str, dict[str, Any]]:
+    """Discovery: `/tokens/v2/{toptrending|toptraded|toporganicscore}/{5m|1h|6h|24h}?limit=1..100`."""
+    if category not in DISCOVERY_CATEGORIES:
+        raise ValueError(f"category must be one of {', '.join(DISCOVERY_CATEGORIES)}, got {category!r}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= TOP_LIMIT:
+        raise ValueError(f"limit must be an integer from 1 to {TOP_LIMIT}, got {limit!r}")
+    return f"/tokens/v2/{category}/{interval}", {"limit": limit}
+
+
+def recent_request() -> tuple[str, dict[str, Any]]:
+    """New tokens (first pool just created), about 30."""
+    return "/tokens/v2/recent", {}
+
+
+def search_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Batch metadata and stats for up to 100 mints."""
+    return "/tokens/v2/search", {"query": ",".join(_addresses(mints, SEARCH_BATCH))}
+
+
+def price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Price v3 for up to 50 mints (add wSOL to get SOL/USD in the same call)."""
+    return "/price/v3", {"ids": ",".join(_addresses(mints, PRICE_BATCH))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# tokens v2
+
+
+# Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
+# nonsense year would break ISO formatting downstream.
+_EARLIEST, _LATEST = 1_500_000_000.0, 4_102_444_800.0
+
+
+def _created(value: object) -> float | None:
+    seconds = timestamp(value)
+    return seconds if seconds is not None and _EARLIEST <= seconds <= _LATEST else None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _window(stats: dict[str, Any]) -> WindowStats:
+    buy_volume = number(stats.get("buyVolume"))
+    sell_volume = number(stats.get("sellVolume"))
+    volume = buy_volume + sell_volume if buy_volume is not None and sell_volume is not None else None
+    return WindowStats(
+        volume_usd=volume,
+        price_change=signed(stats.get("priceChange")),
+        buys=count(stats.get("numBuys")),
+        sells=count(stats.get("numSells")),
+    )
+
+
+def _stats(item: dict[str, Any]) -> dict[str, WindowStats]:
+    """One WindowStats per `statsX` object with at least one known figure; null or empty is absent."""
+    result: dict[str, WindowStats] = {}
+    for upstream, key in _WINDOWS:
+        raw = item.get(upstream)
+        if isinstance(raw, dict):
+            window = _window(raw)
+            if window != WindowStats():
+                result[key] = window
+    return result
+
+
+def _token(item: dict[str, Any], observed_at: float) -> TokenInfo:
+    first_pool = _dict(item.get("firstPool"))
+    created_at = _created(first_pool.get("createdAt"))
+    if created_at is None:
+        created_at = _created(item.get("createdAt"))
+    top_pool = item.get("graduatedPool")
+    if not is_mint(top_pool):
+        top_pool = first_pool.get("id")
+    launchpad = text(item.get("launchpad"))
+    return TokenInfo(
+        source=SOURCE,
+        address=item["id"],
+        observed_at=float(observed_at),
+        name=text(item.get("name")),
+        symbol=text(item.get("symbol")),
+        image_url=text(item.get("icon")),
+        price_usd=number(item.get("usdPrice")),
+        liquidity_usd=number(item.get("liquidity")),
+        market_cap_usd=number(item.get("mcap")),
+        fdv_usd=number(item.get("fdv")),
+        created_at=created_at,
+        stats=_stats(item),
+        top_pool=top_pool if is_mint(top_pool) else None,
+        protocol=protocol_name(launchpad) if launchpad else None,
+    )
+
+
+def parse_tokens(payload: object, observed_at: float) -> Parsed:
+    """One `TokenInfo` per MintInformation of a Tokens v2 array (top*, recent, search).
+
+    Returns a `Parsed[TokenInfo]`; items that are not objects or have no valid `id` are skipped and
+    counted; a mint seen twice is kept once. `protocol` is the launchpad's display name when present.
+    """
+    if not isinstance(payload, list):
+        raise UpstreamFormatError(f"jupiter tokens: expected an array, got {type(payload).__name__}")
+    infos: list[TokenInfo] = []
+    seen: set[str] = set()
+    skipped = 0
+    for item in payload:
+        if not isinstance(item, dict) or not is_mint(item.get("id")):
+            skipped += 1
+            continue
+        if item["id"] in seen:
+            continue
+        seen.add(item["id"])
+        infos.append(_token(item, observed_at))
+    return Parsed(infos, skipped=skipped)
+
+
+# ---------------------------------------------------------------------------------------------------
+# price v3
+
+
+def _price_map(payload: object) -> dict[Any, Any]:
+    if not isinstance(payload, dict):
+        raise UpstreamFormatError(f"jupiter price v3: expected an object, got {type(payload).__name__}")
+    if isinstance(payload.get("data"), dict):
+        # {data: {mint: {id, type, price}}, timeTaken}: the retired v2 shape (or a wrong 3rd-party doc).
+        raise UpstreamFormatError("jupiter price: 'data' wrapper is the v2 shape, v3 is a flat map")
+    return payload
+
+
+def parse_prices(payload: object, observed_at: float) -> Parsed:
+    """Price v3's flat `{mint: {usdPrice, liquidity, priceChange24h, ...}}` map as `TokenInfo`s.
+
+    Returns a `Parsed[TokenInfo]`. Entries whose key is not a mint or whose value is not an object are
+    skipped and counted. Unpriceable mints are simply absent upstream: see `missing`.
+    """
+    infos: list[TokenInfo] = []
+    skipped = 0
+    for mint, entry in _price_map(payload).items():
+        if not is_mint(mint) or not isinstance(entry, dict):
+            skipped += 1
+            continue
+        change = signed(entry.get("priceChange24h"))
+        infos.append(
+            TokenInfo(
+                source=SOURCE,
+                address=mint,
+                observed_at=float(observed_at),
+                price_usd=number(entry.get("usdPrice")),
+                liquidity_usd=number(entry.get("liquidity")),
+                stats={"24h": WindowStats(price_change=change)} if change is not None else {},
+            )
+        )
+    return Parsed(infos, skipped=skipped)
+
+
+def missing(sent: Iterable[str], parsed: Iterable[TokenInfo]) -> list[str]:
+    """The ids sent (in order, once each) that came back without a usable price."""
+    priced = {info.address for info in parsed if info.price_usd is not None}
+    result: list[str] = []
+    for mint in sent:
+        if mint not in priced and mint not in result:
+            result.append(mint)
+    return result
+
+
+def sol_price(payload: object) -> float | None:
+    """SOL/USD: wSOL's `usdPrice` in a Price v3 map; None when absent, null or not positive."""
+    entry = _price_map(payload).get(WSOL_MINT)
+    price = number(entry.get("usdPrice")) if isinstance(entry, dict) else None
+    return price if price else None
