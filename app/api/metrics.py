@@ -1,0 +1,37 @@
+"""Prometheus metrics, one registry per app (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("http_requests_total", "HTTP requests by route and status",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency by route", ["route"],
+                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                                 registry=r)
+        self.upstream_calls = Counter("upstream_calls_total", "Calls to upstream APIs by source and status",
+                                      ["source", "status"], registry=r)
+        self.upstream_latency = Histogram("upstream_call_duration_seconds", "Upstream call latency", ["source"],
+                                          registry=r)
+        self.cycle = Histogram("ingest_cycle_duration_seconds", "Duration of one refresh cycle",
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.tokens = Gauge("tokens_tracked", "Tokens in the latest version", registry=r)
+        self.seq = Gauge("store_seq", "Latest version number", registry=r)
+        self.connections = Gauge("stream_connections", "Open SSE and WebSocket connections", ["kind"], registry=r)
+        self.queue_bytes = Gauge("stream_queue_bytes", "Bytes waiting in outgoing stream queues", registry=r)
+        self.dropped_clients = Counter("stream_dropped_slow_clients_total", "Clients closed for being too slow",
+                                       ["kind"], registry=r)
+        self.skipped_items = Counter("upstream_items_skipped_total", "Malformed upstream items skipped",
+                                     ["source"], registry=r)
+
+    def observe_call(self, source: str, status: str, seconds: float) -> None:
+        self.upstream_calls.labels(source, status).inc()
+        self.upstream_latency.labels(source).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

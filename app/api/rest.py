@@ -1,0 +1,96 @@
+"""REST routes: token views, one token, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import query
+from app.api.responses import JSONBytes, error
+from app.service import Service
+from app.sources.values import is_mint
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+async def list_tokens(request: Request) -> Response:
+    svc = service(request)
+    try:
+        view, extra = query.parse_query(request.query_params.multi_items(), allowed_extra=("cursor",))
+    except query.QueryError as exc:
+        return JSONBytes(exc.body(), status_code=exc.status)
+    cursor = extra.get("cursor")
+    latest = svc.store.latest()
+    if cursor is None:
+        # The ETag names the version and the query: a repeated poll of an unchanged view costs nothing.
+        etag = f'"{latest.epoch}:{latest.seq}:{_digest(view.key)}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+    try:
+        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.secret)
+    except query.QueryError as exc:
+        return JSONBytes(exc.body(), status_code=exc.status)
+    version = page.version
+    etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
+    if cursor is not None and request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONBytes(query.encode_page(page, view), headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+async def get_token(request: Request) -> Response:
+    address = request.path_params["address"]
+    if not is_mint(address):
+        return error(400, "invalid_address", "address must be base58 of 32 to 44 characters", "address")
+    version = service(request).store.latest()
+    encoded = version.encoded.get(address)
+    if encoded is None:
+        return error(404, "not_found", f"token {address} is not tracked", "address")
+    return JSONBytes(encoded, headers={"ETag": f'"{version.epoch}:{version.seq}:{address}"'})
+
+
+async def alerts(request: Request) -> Response:
+    raw = request.query_params.get("limit", "50")
+    unknown = set(request.query_params) - {"limit"}
+    if unknown:
+        return error(400, "invalid_param", f"unknown parameter {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
+    return JSONBytes({"data": service(request).hub.detector.latest(int(raw))})
+
+
+async def health(request: Request) -> Response:
+    return JSONBytes(service(request).health())
+
+
+async def ready(request: Request) -> Response:
+    svc = service(request)
+    if svc.store.latest().records:
+        return JSONBytes({"ready": True, "seq": svc.store.latest().seq})
+    return JSONBytes({"ready": False}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def metrics(request: Request) -> Response:
+    svc = service(request)
+    svc.metrics.tokens.set(len(svc.store.latest().records))
+    svc.metrics.seq.set(svc.store.latest().seq)
+    return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
+
+
+routes = [
+    Route("/api/tokens", list_tokens, methods=["GET"]),
+    Route("/api/tokens/{address}", get_token, methods=["GET"]),
+    Route("/api/alerts", alerts, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/ready", ready, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

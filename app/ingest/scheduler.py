@@ -1,0 +1,416 @@
+"""Discovery and refresh: spend each upstream's budget where it matters, then commit one version.
+
+Each cycle (every REFRESH_INTERVAL_S): discovery when due, then every source refreshes the tracked
+tokens that are most active and most stale, batched to the maximum its endpoint takes; the cycle's
+SOL/USD price is read from the upstreams; the tokens touched are merged and committed as one version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+
+import anyio
+
+from app.config import Settings
+from app.ingest.merge import TokenState, merge
+from app.model import WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
+from app.sources import dexscreener, geckoterminal, jupiter
+from app.sources.client import UpstreamClient, UpstreamError
+from app.sources.values import UpstreamFormatError, is_mint
+from app.store.base import Store
+
+log = logging.getLogger("app.ingest")
+
+# Calls each discovery round costs per source; kept out of the refresh share so discovery always fits.
+DISCOVERY_CALLS = {"dexscreener": 3, "geckoterminal": 3, "jupiter": 3}
+# Preference for the cycle's SOL/USD price when several upstreams gave one.
+SOL_PREFERENCE = ("jupiter", "dexscreener", "geckoterminal")
+
+
+@dataclass
+class CycleReport:
+    started_at: float
+    duration_s: float = 0.0
+    discovered: int = 0
+    refreshed: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seq: int | None = None
+
+
+class Ingest:
+    """Owns the tracked universe (`tokens`) and feeds the store. One per running ingest (the leader)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clients: Mapping[str, UpstreamClient],
+        clock: Callable[[], float] = time.time,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.clients = dict(clients)
+        self.tokens: dict[str, TokenState] = {}
+        self.sol_usd: float | None = None
+        self.sol_usd_at: float | None = None
+        self.last_discovery: float | None = None
+        self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
+        self.skipped_items: dict[str, int] = {source: 0 for source in clients}
+        self.cycles = 0
+        self._clock = clock
+        self._on_cycle = on_cycle
+        self._discovery_round = 0
+        self._dirty: set[str] = set()
+        self._sol_quotes: dict[str, float] = {}
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Cycle forever at REFRESH_INTERVAL_S; a failing cycle is logged, never fatal."""
+        interval = self.settings.refresh_interval_s
+        while True:
+            started = time.monotonic()
+            try:
+                await self.cycle()
+            except Exception:  # noqa: BLE001 - the loop must outlive any bug in one cycle
+                log.exception("ingest cycle failed")
+            await anyio.sleep(max(0.05, interval - (time.monotonic() - started)))
+
+    async def cycle(self) -> CycleReport:
+        now = self._clock()
+        report = CycleReport(started_at=now)
+        perf = time.perf_counter()
+        self._sol_quotes = {}
+        due = self.last_discovery is None or now - self.last_discovery >= self.settings.discovery_interval_s
+        if due:
+            self.last_discovery = now
+            before = len(self.tokens)
+            await self._each_source(self._discover, report)
+            self._discovery_round += 1
+            report.discovered = len(self.tokens) - before
+        await self._each_source(self._refresh, report)
+        if self._sol_quotes:
+            source = next(s for s in SOL_PREFERENCE if s in self._sol_quotes)
+            self.sol_usd, self.sol_usd_at = self._sol_quotes[source], now
+        version = await self._commit(now)
+        report.seq = version.seq if version is not None else None
+        report.duration_s = time.perf_counter() - perf
+        self.cycles += 1
+        if self._on_cycle is not None:
+            self._on_cycle(report)
+        return report
+
+    async def _each_source(self, step: Callable[[str, CycleReport], Awaitable[None]], report: CycleReport) -> None:
+        async def guarded(source: str) -> None:
+            try:
+                await step(source, report)
+            except UpstreamError as exc:
+                report.errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - one source's bug must not stop the others
+                log.exception("%s step failed", step.__name__)
+                report.errors.append(f"{source}: {exc!r}")
+
+        async with anyio.create_task_group() as group:
+            for source in self.clients:
+                group.start_soon(guarded, source)
+
+    # ---- calls, with shape errors counted --------------------------------------------------------
+
+    async def _call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any]) -> Any:
+        path, params = request
+        client = self.clients[source]
+        payload = await client.get_json(path, params, max_wait=self._max_wait())
+        try:
+            parsed = parse(payload)
+        except UpstreamFormatError as exc:
+            client.record_format_error(exc, path, params)
+            raise UpstreamError(source, f"unexpected shape on {path}: {exc}") from exc
+        skipped = getattr(parsed, "skipped", 0)
+        if skipped:
+            self.skipped_items[source] = self.skipped_items.get(source, 0) + skipped
+            client.health.skipped_items += skipped
+        return parsed
+
+    def _max_wait(self) -> float:
+        return max(1.0, self.settings.refresh_interval_s * 0.8)
+
+    def _refresh_calls(self, source: str) -> int:
+        """This cycle's share of the source's budget, less what discovery needs, never more than is free."""
+        limit = self.settings.rate_limits[source]
+        per_minute = limit - DISCOVERY_CALLS[source] * math.ceil(60.0 / self.settings.discovery_interval_s)
+        share = max(1, math.floor(max(per_minute, 1) * self.settings.refresh_interval_s / 60.0))
+        return min(share, self.clients[source].calls_affordable())
+
+    # ---- discovery ---------------------------------------------------------------------------
+
+    async def _discover(self, source: str, report: CycleReport) -> None:
+        now = self._clock()
+        if source == "dexscreener":
+            for path in dexscreener.DISCOVERY_PATHS:
+                try:
+                    mints = await self._call(source, (path, {}), dexscreener.parse_discovery)
+                except UpstreamError as exc:
+                    report.errors.append(str(exc))
+                    continue
+                self._track(mints, now)
+        elif source == "geckoterminal":
+            # Page 1 of some trending duration and of new pools every round; deeper pages rotate, so
+            # every page of every list is visited over the rounds.
+            r = self._discovery_round
+            duration = geckoterminal.DURATIONS[r % len(geckoterminal.DURATIONS)]
+            requests = [geckoterminal.trending_request(page=1, duration=duration),
+                        geckoterminal.new_pools_request(page=1 if r % 2 == 0 else 2 + (r // 2) % 9),
+                        geckoterminal.trending_request(page=2 + (r // len(geckoterminal.DURATIONS)) % 9,
+                                                       duration=duration)]
+            for request in requests:
+                try:
+                    pools = await self._call(source, request, lambda p: geckoterminal.parse_pools(p, observed_at=now))
+                except UpstreamError as exc:
+                    report.errors.append(str(exc))
+                    continue
+                self._take_pools(source, pools, now)
+        elif source == "jupiter":
+            combos = [(c, i) for i in ("1h", "24h", "5m", "6h") for c in jupiter.DISCOVERY_CATEGORIES]
+            first = (self._discovery_round * 2) % len(combos)
+            requests = [jupiter.top_request(*combos[first]), jupiter.top_request(*combos[first + 1]),
+                        jupiter.recent_request()]
+            if self._discovery_round == 0:  # the first round casts the widest net
+                requests = [jupiter.top_request(c, "1h") for c in jupiter.DISCOVERY_CATEGORIES] + [
+                    jupiter.recent_request()]
+            for request in requests:
+                try:
+                    infos = await self._call(source, request, lambda p: jupiter.parse_tokens(p, observed_at=now))
+                except UpstreamError as exc:
+                    report.errors.append(str(exc))
+                    continue
+                self._take_infos(infos, now, replace_stats=True)
+
+    def _track(self, mints: Iterable[str], now: float) -> list[TokenState]:
+        states = []
+        for mint in mints:
+            if mint == WSOL_MINT or not is_mint(mint):
+                continue
+            state = self.tokens.get(mint)
+            if state is None:
+                state = self.tokens[mint] = TokenState(mint)
+            states.append(state)
+        return states
+
+    def _take_pools(self, source: str, pools: Iterable[PoolObservation], now: float) -> None:
+        for pool in pools:
+            if pool.base_address == WSOL_MINT:
+                continue
+            for state in self._track([pool.base_address], now):
+                state.add_pool(pool)
+                self._dirty.add(state.address)
+                self.last_refreshed.setdefault(source, {})[state.address] = now
+
+    def _take_infos(self, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
+        for info in infos:
+            for state in self._track([info.address], now):
+                old = state.infos.get(info.source)
+                if old is not None and not replace_stats:
+                    info = replace(old, price_usd=info.price_usd, liquidity_usd=info.liquidity_usd,
+                                   observed_at=info.observed_at,
+                                   stats={**old.stats, **{w: _merge_window(old.stats.get(w), s)
+                                                          for w, s in info.stats.items()}})
+                state.infos[info.source] = info
+                self._dirty.add(state.address)
+                self.last_refreshed.setdefault(info.source, {})[state.address] = now
+
+    # ---- refresh ----------------------------------------------------------------------------
+
+    def _priority(self, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
+        """Most active and most stale first; never-refreshed tokens before all others."""
+        now = self._clock()
+        seen = self.last_refreshed.get(source, {})
+
+        def key(state: TokenState) -> tuple[int, float]:
+            last = seen.get(state.address)
+            if last is None:
+                return (0, 0.0)
+            return (1, -(now - last) * (1.0 + math.log10(1.0 + state.activity())))
+
+        return [s.address for s in sorted(self.tokens.values() if candidates is None else candidates, key=key)]
+
+    async def _refresh(self, source: str, report: CycleReport) -> None:
+        await {"dexscreener": self._refresh_dexscreener, "geckoterminal": self._refresh_geckoterminal,
+               "jupiter": self._refresh_jupiter}[source](report)
+
+    async def _refresh_dexscreener(self, report: CycleReport) -> None:
+        source = "dexscreener"
+        calls = self._refresh_calls(source)
+        if calls < 1:
+            return
+        try:  # one call for the SOL/USD price (cached for CACHE_TTL_S like any answer)
+            payload = await self._call(source, dexscreener.tokens_request([WSOL_MINT]), lambda p: p)
+            price = dexscreener.sol_price(payload)
+            if price:
+                self._sol_quotes[source] = price
+        except UpstreamError as exc:
+            report.errors.append(str(exc))
+        calls -= 1
+        order = self._priority(source)
+        for start in range(0, min(len(order), calls * dexscreener.BATCH), dexscreener.BATCH):
+            batch = order[start:start + dexscreener.BATCH]
+            now = self._clock()
+            try:
+                pools = await self._call(source, dexscreener.tokens_request(batch),
+                                         lambda p, b=batch: dexscreener.parse_pairs(p, observed_at=now, wanted=set(b)))
+            except UpstreamError as exc:
+                report.errors.append(str(exc))
+                if not exc.counted:
+                    break
+                continue
+            by_mint: dict[str, list[PoolObservation]] = {mint: [] for mint in batch}
+            for pool in pools:
+                by_mint.setdefault(pool.base_address, []).append(pool)
+            for mint, mint_pools in by_mint.items():
+                state = self.tokens.get(mint)
+                if state is None:
+                    continue
+                state.replace_source_pools(source, mint_pools)
+                self._dirty.add(mint)
+                self.last_refreshed[source][mint] = now
+            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
+
+    async def _refresh_geckoterminal(self, report: CycleReport) -> None:
+        source = "geckoterminal"
+        calls = self._refresh_calls(source)
+        if calls < 1:
+            return
+        order = self._priority(source)
+        poolless = [m for m in order if not self.tokens[m].pools][: geckoterminal.BATCH]
+        with_pools = [m for m in order if self.tokens[m].pools]
+        for call in range(calls):
+            now = self._clock()
+            if poolless and call == 0 and len(poolless) >= len(with_pools[: geckoterminal.BATCH]) // 2:
+                batch = poolless
+                try:
+                    infos = await self._call(source, geckoterminal.tokens_multi_request(batch),
+                                             lambda p: geckoterminal.parse_tokens(p, observed_at=now))
+                except UpstreamError as exc:
+                    report.errors.append(str(exc))
+                    return
+                self._take_infos(infos, now, replace_stats=True)
+                for mint in batch:
+                    self.last_refreshed[source][mint] = now
+            else:
+                batch = with_pools[: geckoterminal.BATCH]
+                with_pools = with_pools[geckoterminal.BATCH:]
+                if not batch:
+                    return
+                pool_ids = [max(self.tokens[m].pools.values(), key=lambda p: p.liquidity_usd or 0.0).pool_address
+                            for m in batch]
+                try:
+                    payload = await self._call(source, geckoterminal.pools_multi_request(pool_ids), lambda p: p)
+                    pools = geckoterminal.parse_pools(payload, observed_at=now)
+                except UpstreamError as exc:
+                    report.errors.append(str(exc))
+                    return
+                except UpstreamFormatError as exc:
+                    report.errors.append(f"{source}: {exc}")
+                    return
+                price = geckoterminal.sol_price_from_pools(payload)
+                if price:
+                    self._sol_quotes[source] = price
+                self._take_pools(source, pools, now)
+                for mint in batch:
+                    self.last_refreshed[source][mint] = now
+            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
+
+    async def _refresh_jupiter(self, report: CycleReport) -> None:
+        source = "jupiter"
+        calls = self._refresh_calls(source)
+        if calls < 1:
+            return
+        # Tokens with no pool anywhere depend on Jupiter alone: they come first.
+        order = self._priority(source)
+        order.sort(key=lambda m: bool(self.tokens[m].pools))
+        now = self._clock()
+        price_batch = [m for m in order[: jupiter.PRICE_BATCH - 1]]
+        try:
+            payload = await self._call(source, jupiter.price_request([WSOL_MINT, *price_batch]), lambda p: p)
+            prices = jupiter.parse_prices(payload, observed_at=now)
+        except UpstreamError as exc:
+            report.errors.append(str(exc))
+            return
+        except UpstreamFormatError as exc:
+            report.errors.append(f"{source}: {exc}")
+            return
+        price = jupiter.sol_price(payload)
+        if price:
+            self._sol_quotes[source] = price
+        self._take_infos([p for p in prices if p.address != WSOL_MINT], now, replace_stats=False)
+        calls -= 1
+        priced = set(price_batch)
+        rest = [m for m in order if m not in priced] + price_batch
+        for start in range(0, min(len(rest), calls * jupiter.SEARCH_BATCH), jupiter.SEARCH_BATCH):
+            batch = rest[start:start + jupiter.SEARCH_BATCH]
+            now = self._clock()
+            try:
+                infos = await self._call(source, jupiter.search_request(batch),
+                                         lambda p: jupiter.parse_tokens(p, observed_at=now))
+            except UpstreamError as exc:
+                report.errors.append(str(exc))
+                return
+            self._take_infos(infos, now, replace_stats=True)
+            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
+
+    # ---- merge and commit ----------------------------------------------------------------------
+
+    def merge_dirty(self, now: float) -> tuple[dict[str, Record], list[str]]:
+        """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS."""
+        removals = self._trim()
+        upserts: dict[str, Record] = {}
+        for mint in self._dirty:
+            state = self.tokens.get(mint)
+            if state is None:
+                continue
+            state.expire(now)
+            record = merge(state, self.sol_usd, now)
+            if record is not None:
+                upserts[mint] = record
+        self._dirty = set()
+        return upserts, removals
+
+    async def _commit(self, now: float):
+        upserts, removals = self.merge_dirty(now)
+        return await self.store.commit(upserts, removals)
+
+    def _trim(self) -> list[str]:
+        excess = len(self.tokens) - self.settings.max_tokens
+        if excess <= 0:
+            return []
+        # Tokens not yet refreshed have no activity to judge by: they are kept until they have data.
+        least_active = sorted(self.tokens.values(),
+                              key=lambda s: (s.activity() if s.has_data() else math.inf, s.address))[:excess]
+        for state in least_active:
+            del self.tokens[state.address]
+            for seen in self.last_refreshed.values():
+                seen.pop(state.address, None)
+            self._dirty.discard(state.address)
+        return [state.address for state in least_active]
+
+    # ---- state for /health -------------------------------------------------------------------
+
+    def last_success(self) -> float | None:
+        times = [c.health.last_success for c in self.clients.values() if c.health.last_success is not None]
+        return max(times) if times else None
+
+
+def _merge_window(old: WindowStats | None, new: WindowStats) -> WindowStats:
+    """Price v3 knows only the 24h price change: keep the rest of what tokens v2 said."""
+    if old is None:
+        return new
+    return WindowStats(
+        volume_usd=new.volume_usd if new.volume_usd is not None else old.volume_usd,
+        price_change=new.price_change if new.price_change is not None else old.price_change,
+        buys=new.buys if new.buys is not None else old.buys,
+        sells=new.sells if new.sells is not None else old.sells,
+    )

@@ -1,0 +1,47 @@
+"""Run an ASGI app with uvicorn inside the current event loop, on a loopback port (demo market, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator
+
+import uvicorn
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the host process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "on",
+                    **config: Any) -> AsyncIterator[str]:
+    """Serve `app` until the block ends; yields its base URL (http://host:port)."""
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 1,
+                               "ws_max_size": 64 * 1024}
+    options.update(config)
+    server = EmbeddedServer(uvicorn.Config(app, host=host, port=port, lifespan=lifespan, **options))
+    task = asyncio.create_task(server.serve(), name=f"uvicorn-{host}:{port}")
+    deadline = time.monotonic() + 15.0
+    while not server.started:
+        if task.done():
+            raise RuntimeError(f"server failed to start on {host}:{port}") from task.exception()
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            task.cancel()
+            raise RuntimeError(f"server did not start within 15 s on {host}:{port}")
+        await asyncio.sleep(0.005)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{host}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, timeout=5.0)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
+            task.cancel()

@@ -1,0 +1,158 @@
+"""GET /ws: many views and watchlists over one WebSocket (CONTRACT §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app import query
+from app.sources.values import is_mint
+from app.streams.hub import Connection, Hub
+
+MAX_SUBSCRIPTIONS = 20
+MAX_WATCHLIST = 100
+MAX_FRAME = 64 * 1024
+CLOSE_OVER_LIMIT, CLOSE_TOO_BIG, CLOSE_SLOW, CLOSE_GOING_AWAY = 1008, 1009, 4008, 1001
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str, sub_id: Any = None, param: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.sub_id, self.param = code, message, sub_id, param
+
+    def frame(self) -> bytes:
+        body: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message, "id": self.sub_id}
+        if self.param is not None:
+            body["param"] = self.param
+        return orjson.dumps(body)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    svc = websocket.app.state.service
+    hub: Hub = svc.hub
+    connection = hub.connect("ws")
+    await websocket.accept()
+    if connection is None:
+        await websocket.close(CLOSE_OVER_LIMIT, "too many connections")
+        return
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_writer, websocket, connection, svc.write_timeout_s, tasks.cancel_scope)
+            await _reader(websocket, hub, connection)
+            tasks.cancel_scope.cancel()
+    finally:
+        hub.disconnect(connection)
+
+
+async def _reader(websocket: WebSocket, hub: Hub, connection: Connection) -> None:
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text")
+        if raw is None:
+            raw_bytes = message.get("bytes") or b""
+            size = len(raw_bytes)
+        else:
+            size = len(raw.encode()) if len(raw) * 4 > MAX_FRAME else len(raw)
+        if size > MAX_FRAME:
+            connection.close("too_big")
+            await _close(websocket, CLOSE_TOO_BIG, "frame over 64 KiB")
+            return
+        try:
+            if raw is None:
+                raise CommandError("invalid_frame", "send text frames holding one JSON object")
+            reply = handle(hub, connection, raw)
+        except CommandError as exc:
+            reply = exc.frame()
+        if reply is not None:
+            connection.push(reply)
+
+
+def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
+    """One client command; returns a direct reply frame, or None when the hub queued what follows."""
+    try:
+        command = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise CommandError("invalid_json", "the frame is not valid JSON") from None
+    if not isinstance(command, dict):
+        raise CommandError("invalid_command", "a command is a JSON object with an 'op'")
+    op = command.get("op")
+    sub_id = command.get("id")
+    if op == "ping":
+        return b'{"type":"pong"}'
+    if op not in ("subscribe", "unsubscribe"):
+        raise CommandError("unknown_op", "op must be one of subscribe, unsubscribe, ping", sub_id)
+    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= 64:
+        raise CommandError("invalid_id", "id must be a string of 1 to 64 characters", sub_id if isinstance(sub_id, (str, int)) else None)
+    if op == "unsubscribe":
+        if not hub.unsubscribe(connection, sub_id):
+            raise CommandError("unknown_subscription", f"no subscription with id {sub_id!r}", sub_id)
+        return orjson.dumps({"type": "unsubscribed", "id": sub_id})
+    unknown = set(command) - {"op", "id", "view", "tokens", "since"}
+    if unknown:
+        raise CommandError("invalid_command", f"unknown field {sorted(unknown)[0]!r}", sub_id)
+    if sub_id not in connection.subs and len(connection.subs) >= MAX_SUBSCRIPTIONS:
+        raise CommandError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                           sub_id)
+    since = command.get("since")
+    if since is not None and not isinstance(since, str):
+        raise CommandError("invalid_param", "since must be a string '<epoch>:<seq>'", sub_id, "since")
+    if "tokens" in command:
+        if "view" in command:
+            raise CommandError("invalid_command", "give either view or tokens, not both", sub_id)
+        tokens = command["tokens"]
+        if not isinstance(tokens, list) or not 0 < len(tokens) <= MAX_WATCHLIST:
+            raise CommandError("invalid_param", f"tokens must be a list of 1 to {MAX_WATCHLIST} addresses", sub_id,
+                               "tokens")
+        bad = next((t for t in tokens if not is_mint(t)), None)
+        if bad is not None:
+            raise CommandError("invalid_address", f"{str(bad)[:60]!r} is not a base58 address of 32 to 44 characters",
+                               sub_id, "tokens")
+        hub.subscribe(connection, sub_id, tokens=list(dict.fromkeys(tokens)), since=since)
+        return None
+    view_params = command.get("view", {})
+    if not isinstance(view_params, dict):
+        raise CommandError("invalid_param", "view must be an object of view parameters", sub_id, "view")
+    try:
+        view = query.parse_view(view_params)
+    except query.QueryError as exc:
+        raise CommandError(exc.code, exc.message, sub_id, exc.param) from None
+    hub.subscribe(connection, sub_id, view=view, since=since)
+    return None
+
+
+async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float, scope: anyio.CancelScope) -> None:
+    while True:
+        frame = await connection.next()
+        if frame is None:
+            break
+        try:
+            with anyio.fail_after(write_timeout):
+                await websocket.send_text(frame.decode())
+        except TimeoutError:
+            connection.close("slow")
+            break
+        except Exception:  # noqa: BLE001 - the peer went away
+            connection.close("client")
+            break
+    reason = connection.closed
+    if reason == "slow":
+        await _close(websocket, CLOSE_SLOW, "too slow to keep up")
+    elif reason == "shutdown":
+        await _close(websocket, CLOSE_GOING_AWAY, "server shutting down")
+    scope.cancel()
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        with anyio.move_on_after(1.0):
+            await websocket.close(code, reason)
+    except Exception:  # noqa: BLE001 - already gone
+        pass

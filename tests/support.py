@@ -1,0 +1,57 @@
+"""Shared test helpers: run the real app over loopback HTTP, and wait on conditions (never fixed sleeps)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+import anyio
+import httpx
+
+from app.config import Settings, load_settings
+from app.serving import serve_app
+from app.main import create_app
+
+T = TypeVar("T")
+
+
+def fast_settings(market, **overrides) -> Settings:
+    """Settings pointed at a running demo market, with intervals short enough for tests."""
+    base = load_settings({
+        "REFRESH_INTERVAL_S": "0.25", "DISCOVERY_INTERVAL_S": "0.5", "CACHE_TTL_S": "0",
+        "RATE_LIMITS": "dexscreener=3000,geckoterminal=600,jupiter=1200", "HEARTBEAT_S": "1",
+    }, dotenv=None)
+    return base.with_(dexscreener_url=market.dexscreener_url, geckoterminal_url=market.geckoterminal_url,
+                      jupiter_url=market.jupiter_url, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[tuple[str, object]]:
+    """The whole service on a loopback port; yields (base_url, app)."""
+    app = create_app(settings)
+    async with serve_app(app) as base_url:
+        yield base_url, app
+
+
+async def wait_for(check: Callable[[], Awaitable[T] | T], timeout: float = 20.0, interval: float = 0.05,
+                   message: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        result = check()
+        if hasattr(result, "__await__"):
+            result = await result  # type: ignore[misc]
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+        await anyio.sleep(interval)
+
+
+async def get_json(client: httpx.AsyncClient, url: str, **kw) -> object:
+    response = await client.get(url, **kw)
+    response.raise_for_status()
+    return response.json()
