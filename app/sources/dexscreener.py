@@ -11,7 +11,18 @@ from typing import Any
 
 from app.model import STABLE_MINTS, WSOL_MINT, PoolObservation, WindowStats
 from app.sources.protocols import protocol_name
-from app.sources.values import Parsed, UpstreamFormatError, count, is_mint, number, signed, text, timestamp
+from app.sources.values import (
+    Parsed,
+    UpstreamFormatError,
+    address_list,
+    count,
+    is_mint,
+    mapping,
+    number,
+    signed,
+    text,
+    timestamp,
+)
 
 SOURCE = "dexscreener"
 BATCH = 30
@@ -31,33 +42,16 @@ _WINDOWS: tuple[tuple[str, str], ...] = (("m5", "5m"), ("h1", "1h"), ("h6", "6h"
 # requests
 
 
-def _addresses(addresses: Sequence[str], limit: int) -> list[str]:
-    """Distinct addresses in the given order; ValueError when empty, over `limit` or not base58."""
-    if isinstance(addresses, str):
-        raise ValueError("expected a sequence of addresses, not one string")
-    result: list[str] = []
-    seen: set[str] = set()
-    for address in addresses:
-        if not is_mint(address):
-            raise ValueError(f"not a Solana address: {address!r}")
-        if address not in seen:
-            seen.add(address)
-            result.append(address)
-    if not result:
-        raise ValueError("no addresses given")
-    if len(result) > limit:
-        raise ValueError(f"at most {limit} addresses per request, got {len(result)}")
-    return result
 
 
 def tokens_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Batch refresh: `/tokens/v1/solana/{a,b,...}` for 1 to 30 mints (duplicates dropped)."""
-    return f"/tokens/v1/{CHAIN}/{','.join(_addresses(mints, BATCH))}", {}
+    return f"/tokens/v1/{CHAIN}/{','.join(address_list(mints, BATCH))}", {}
 
 
 def token_pairs_request(mint: str) -> tuple[str, dict[str, Any]]:
     """Every pool of one token: `/token-pairs/v1/solana/{mint}`."""
-    return f"/token-pairs/v1/{CHAIN}/{_addresses([mint], 1)[0]}", {}
+    return f"/token-pairs/v1/{CHAIN}/{address_list([mint], 1)[0]}", {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,26 +121,20 @@ def _pair_list(payload: object) -> list[Any]:
 
 # Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
 # nonsense year would break ISO formatting downstream.
-_EARLIEST, _LATEST = 1_500_000_000.0, 4_102_444_800.0
 
 
-def _created(value: object) -> float | None:
-    seconds = timestamp(value)
-    return seconds if seconds is not None and _EARLIEST <= seconds <= _LATEST else None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _stats(pair: dict[str, Any]) -> dict[str, WindowStats]:
     """One WindowStats per window with at least one known figure; a window with none is absent."""
-    volume = _dict(pair.get("volume"))
-    change = _dict(pair.get("priceChange"))
-    txns = _dict(pair.get("txns"))
+    volume = mapping(pair.get("volume"))
+    change = mapping(pair.get("priceChange"))
+    txns = mapping(pair.get("txns"))
     stats: dict[str, WindowStats] = {}
     for upstream, key in _WINDOWS:
-        window_txns = _dict(txns.get(upstream))
+        window_txns = mapping(txns.get(upstream))
         window = WindowStats(
             volume_usd=number(volume.get(upstream)),
             price_change=signed(change.get(upstream)),
@@ -159,11 +147,11 @@ def _stats(pair: dict[str, Any]) -> dict[str, WindowStats]:
 
 
 def _observation(pair: dict[str, Any], observed_at: float) -> PoolObservation:
-    base = _dict(pair.get("baseToken"))
-    quote = _dict(pair.get("quoteToken"))
+    base = mapping(pair.get("baseToken"))
+    quote = mapping(pair.get("quoteToken"))
     quote_address = quote.get("address")
     protocol = protocol_name(pair.get("dexId"), pair.get("labels"))
-    liquidity = number(_dict(pair.get("liquidity")).get("usd"))
+    liquidity = number(mapping(pair.get("liquidity")).get("usd"))
     if liquidity == 0.0 and protocol == "Pump.fun":
         # Bonding-curve pairs report 0 liquidity: that is "unknown", not an empty pool (upstreams.md §1).
         liquidity = None
@@ -182,8 +170,8 @@ def _observation(pair: dict[str, Any], observed_at: float) -> PoolObservation:
         liquidity_usd=liquidity,
         market_cap_usd=number(pair.get("marketCap")),
         fdv_usd=number(pair.get("fdv")),
-        created_at=_created(pair.get("pairCreatedAt")),
-        image_url=text(_dict(pair.get("info")).get("imageUrl")),
+        created_at=timestamp(pair.get("pairCreatedAt")),
+        image_url=text(mapping(pair.get("info")).get("imageUrl")),
         stats=_stats(pair),
     )
 
@@ -206,7 +194,7 @@ def parse_pairs(
         if not isinstance(pair, dict) or pair.get("chainId") != CHAIN:
             skipped += 1
             continue
-        base = _dict(pair.get("baseToken")).get("address")
+        base = mapping(pair.get("baseToken")).get("address")
         if not is_mint(base):
             skipped += 1
             continue

@@ -13,7 +13,18 @@ from typing import Any, NamedTuple
 
 from app.model import STABLE_MINTS, WSOL_MINT, PoolObservation, TokenInfo, WindowStats
 from app.sources.protocols import protocol_name
-from app.sources.values import Parsed, UpstreamFormatError, count, is_mint, number, signed, text, timestamp
+from app.sources.values import (
+    Parsed,
+    UpstreamFormatError,
+    address_list,
+    count,
+    is_mint,
+    mapping,
+    number,
+    signed,
+    text,
+    timestamp,
+)
 
 SOURCE = "geckoterminal"
 BATCH = 30
@@ -35,23 +46,6 @@ Candle = tuple[float, float, float, float, float, float]
 # requests
 
 
-def _addresses(addresses: Sequence[str], limit: int) -> list[str]:
-    """Distinct addresses in the given order; ValueError when empty, over `limit` or not base58."""
-    if isinstance(addresses, str):
-        raise ValueError("expected a sequence of addresses, not one string")
-    result: list[str] = []
-    seen: set[str] = set()
-    for address in addresses:
-        if not is_mint(address):
-            raise ValueError(f"not a Solana address: {address!r}")
-        if address not in seen:
-            seen.add(address)
-            result.append(address)
-    if not result:
-        raise ValueError("no addresses given")
-    if len(result) > limit:
-        raise ValueError(f"at most {limit} addresses per request, got {len(result)}")
-    return result
 
 
 def _page(page: int) -> int:
@@ -77,28 +71,28 @@ def new_pools_request(page: int = 1) -> tuple[str, dict[str, Any]]:
 
 def pool_request(pool: str) -> tuple[str, dict[str, Any]]:
     """One pool: `/networks/solana/pools/{pool}` (answer parsed by `parse_pools`)."""
-    return f"/networks/{NETWORK}/pools/{_addresses([pool], 1)[0]}", {"include": INCLUDE}
+    return f"/networks/{NETWORK}/pools/{address_list([pool], 1)[0]}", {"include": INCLUDE}
 
 
 def pools_multi_request(pools: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Up to 30 pools by address."""
-    return f"/networks/{NETWORK}/pools/multi/{','.join(_addresses(pools, BATCH))}", {"include": INCLUDE}
+    return f"/networks/{NETWORK}/pools/multi/{','.join(address_list(pools, BATCH))}", {"include": INCLUDE}
 
 
 def token_request(mint: str) -> tuple[str, dict[str, Any]]:
     """One token: `/networks/solana/tokens/{mint}` (answer parsed by `parse_tokens`)."""
-    return f"/networks/{NETWORK}/tokens/{_addresses([mint], 1)[0]}", {"include": "top_pools"}
+    return f"/networks/{NETWORK}/tokens/{address_list([mint], 1)[0]}", {"include": "top_pools"}
 
 
 def tokens_multi_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Batch refresh: up to 30 tokens with their single most liquid pool's id."""
-    return f"/networks/{NETWORK}/tokens/multi/{','.join(_addresses(mints, BATCH))}", {"include": "top_pools"}
+    return f"/networks/{NETWORK}/tokens/multi/{','.join(address_list(mints, BATCH))}", {"include": "top_pools"}
 
 
 def simple_price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Cheap price batch of up to 30 mints, with market cap, 24h volume and 24h change maps."""
     return (
-        f"/simple/networks/{NETWORK}/token_price/{','.join(_addresses(mints, BATCH))}",
+        f"/simple/networks/{NETWORK}/token_price/{','.join(address_list(mints, BATCH))}",
         {"include_market_cap": "true", "include_24hr_vol": "true", "include_24hr_price_change": "true"},
     )
 
@@ -108,7 +102,7 @@ def ohlcv_request(pool: str, days: int = 8) -> tuple[str, dict[str, Any]]:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= OHLCV_MAX:
         raise ValueError(f"days must be an integer from 1 to {OHLCV_MAX}, got {days!r}")
     return (
-        f"/networks/{NETWORK}/pools/{_addresses([pool], 1)[0]}/ohlcv/day",
+        f"/networks/{NETWORK}/pools/{address_list([pool], 1)[0]}/ohlcv/day",
         {"aggregate": 1, "limit": days, "currency": "usd", "token": "base"},
     )
 
@@ -119,23 +113,17 @@ def ohlcv_request(pool: str, days: int = 8) -> tuple[str, dict[str, Any]]:
 
 # Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
 # nonsense year would break ISO formatting downstream.
-_EARLIEST, _LATEST = 1_500_000_000.0, 4_102_444_800.0
 
 
-def _created(value: object) -> float | None:
-    seconds = timestamp(value)
-    return seconds if seconds is not None and _EARLIEST <= seconds <= _LATEST else None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _strip_id(value: object) -> str | None:
     """`solana_<address>` (or a bare address) -> the address; None for other networks or junk."""
     if not isinstance(value, str):
         return None
-    address = value[len(_PREFIX):] if value.startswith(_PREFIX) else value
+    address = value.removeprefix(_PREFIX)
     return address if is_mint(address) else None
 
 
@@ -166,12 +154,12 @@ def _included_tokens(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if isinstance(included, list):
         for entry in included:
             if isinstance(entry, dict) and entry.get("type") == "token" and isinstance(entry.get("id"), str):
-                tokens[entry["id"]] = _dict(entry.get("attributes"))
+                tokens[entry["id"]] = mapping(entry.get("attributes"))
     return tokens
 
 
 def _related_id(relationships: dict[str, Any], name: str) -> str | None:
-    related = _dict(_dict(relationships.get(name)).get("data")).get("id")
+    related = mapping(mapping(relationships.get(name)).get("data")).get("id")
     return related if isinstance(related, str) else None
 
 
@@ -212,8 +200,8 @@ def _pools(payload: object) -> Iterator[_Pool | None]:
         if not isinstance(item, dict) or item.get("type", "pool") != "pool" or _other_network(item.get("id")):
             yield None
             continue
-        attributes = _dict(item.get("attributes"))
-        relationships = _dict(item.get("relationships"))
+        attributes = mapping(item.get("attributes"))
+        relationships = mapping(item.get("relationships"))
         address = attributes.get("address")
         if not is_mint(address):
             address = _strip_id(item.get("id"))
@@ -226,12 +214,12 @@ def _pools(payload: object) -> Iterator[_Pool | None]:
 
 
 def _pool_stats(attributes: dict[str, Any]) -> dict[str, WindowStats]:
-    volume = _dict(attributes.get("volume_usd"))
-    change = _dict(attributes.get("price_change_percentage"))
-    txns = _dict(attributes.get("transactions"))
+    volume = mapping(attributes.get("volume_usd"))
+    change = mapping(attributes.get("price_change_percentage"))
+    txns = mapping(attributes.get("transactions"))
     stats: dict[str, WindowStats] = {}
     for upstream, key in _WINDOWS:
-        window_txns = _dict(txns.get(upstream))
+        window_txns = mapping(txns.get(upstream))
         window = WindowStats(
             volume_usd=number(volume.get(upstream)),
             price_change=signed(change.get(upstream)),
@@ -282,7 +270,7 @@ def parse_pools(payload: object, observed_at: float) -> Parsed:
                 liquidity_usd=number(attributes.get("reserve_in_usd")),
                 market_cap_usd=number(attributes.get("market_cap_usd")),
                 fdv_usd=number(attributes.get("fdv_usd")),
-                created_at=_created(attributes.get("pool_created_at")),
+                created_at=timestamp(attributes.get("pool_created_at")),
                 image_url=_image(pool.base_token.get("image_url")),
                 stats=_pool_stats(attributes),
             )
@@ -325,7 +313,7 @@ def parse_tokens(payload: object, observed_at: float) -> Parsed:
         if not isinstance(item, dict) or item.get("type", "token") != "token":
             skipped += 1
             continue
-        attributes = _dict(item.get("attributes"))
+        attributes = mapping(item.get("attributes"))
         if _other_network(item.get("id")):
             skipped += 1
             continue
@@ -338,8 +326,8 @@ def parse_tokens(payload: object, observed_at: float) -> Parsed:
         if mint in seen:
             continue
         seen.add(mint)
-        volume = number(_dict(attributes.get("volume_usd")).get("h24"))
-        top_pools = _dict(_dict(item.get("relationships")).get("top_pools")).get("data")
+        volume = number(mapping(attributes.get("volume_usd")).get("h24"))
+        top_pools = mapping(mapping(item.get("relationships")).get("top_pools")).get("data")
         top_pool = None
         if isinstance(top_pools, list) and top_pools and isinstance(top_pools[0], dict):
             top_pool = _strip_id(top_pools[0].get("id"))
@@ -392,7 +380,7 @@ def parse_simple_tokens(payload: object, observed_at: float) -> Parsed:
     """
     attributes = _simple_attributes(payload)
     names = ("market_cap_usd", "h24_volume_usd", "h24_price_change_percentage", "total_reserve_in_usd")
-    maps = {name: _dict(attributes.get(name)) for name in names}
+    maps = {name: mapping(attributes.get(name)) for name in names}
     infos: list[TokenInfo] = []
     skipped = 0
     for mint, raw in attributes["token_prices"].items():

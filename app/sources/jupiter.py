@@ -11,7 +11,18 @@ from typing import Any
 
 from app.model import WSOL_MINT, TokenInfo, WindowStats
 from app.sources.protocols import protocol_name
-from app.sources.values import Parsed, UpstreamFormatError, count, is_mint, number, signed, text, timestamp
+from app.sources.values import (
+    Parsed,
+    UpstreamFormatError,
+    address_list,
+    count,
+    is_mint,
+    mapping,
+    number,
+    signed,
+    text,
+    timestamp,
+)
 
 SOURCE = "jupiter"
 PRICE_BATCH = 50
@@ -39,23 +50,6 @@ def headers(api_key: str | None) -> dict[str, str]:
     return {"x-api-key": key} if key else {}
 
 
-def _addresses(addresses: Sequence[str], limit: int) -> list[str]:
-    """Distinct addresses in the given order; ValueError when empty, over `limit` or not base58."""
-    if isinstance(addresses, str):
-        raise ValueError("expected a sequence of addresses, not one string")
-    result: list[str] = []
-    seen: set[str] = set()
-    for address in addresses:
-        if not is_mint(address):
-            raise ValueError(f"not a Solana address: {address!r}")
-        if address not in seen:
-            seen.add(address)
-            result.append(address)
-    if not result:
-        raise ValueError("no addresses given")
-    if len(result) > limit:
-        raise ValueError(f"at most {limit} addresses per request, got {len(result)}")
-    return result
 
 
 def top_request(category: str, interval: str = "1h", limit: int = TOP_LIMIT) -> tuple[str, dict[str, Any]]:
@@ -76,12 +70,12 @@ def recent_request() -> tuple[str, dict[str, Any]]:
 
 def search_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Batch metadata and stats for up to 100 mints."""
-    return "/tokens/v2/search", {"query": ",".join(_addresses(mints, SEARCH_BATCH))}
+    return "/tokens/v2/search", {"query": ",".join(address_list(mints, SEARCH_BATCH))}
 
 
 def price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Price v3 for up to 50 mints (add wSOL to get SOL/USD in the same call)."""
-    return "/price/v3", {"ids": ",".join(_addresses(mints, PRICE_BATCH))}
+    return "/price/v3", {"ids": ",".join(address_list(mints, PRICE_BATCH))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,16 +84,10 @@ def price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 # Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
 # nonsense year would break ISO formatting downstream.
-_EARLIEST, _LATEST = 1_500_000_000.0, 4_102_444_800.0
 
 
-def _created(value: object) -> float | None:
-    seconds = timestamp(value)
-    return seconds if seconds is not None and _EARLIEST <= seconds <= _LATEST else None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _window(stats: dict[str, Any]) -> WindowStats:
@@ -127,10 +115,10 @@ def _stats(item: dict[str, Any]) -> dict[str, WindowStats]:
 
 
 def _token(item: dict[str, Any], observed_at: float) -> TokenInfo:
-    first_pool = _dict(item.get("firstPool"))
-    created_at = _created(first_pool.get("createdAt"))
+    first_pool = mapping(item.get("firstPool"))
+    created_at = timestamp(first_pool.get("createdAt"))
     if created_at is None:
-        created_at = _created(item.get("createdAt"))
+        created_at = timestamp(item.get("createdAt"))
     top_pool = item.get("graduatedPool")
     if not is_mint(top_pool):
         top_pool = first_pool.get("id")

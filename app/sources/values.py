@@ -7,7 +7,8 @@ the odd "NaN". None of these may poison a sum, so every figure passes through he
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 
 def number(value: object) -> float | None:
@@ -60,8 +61,18 @@ def text(value: object) -> str | None:
     return None
 
 
+# Times outside these bounds are not real for a Solana token (and would overflow formatting).
+EARLIEST = 1_500_000_000.0  # mid-2017
+LATEST = 4_102_444_800.0  # 2100-01-01
+
+
 def timestamp(value: object) -> float | None:
-    """Epoch seconds from ISO 8601 text or epoch seconds/milliseconds; None when unreadable."""
+    """Epoch seconds from ISO 8601 text or epoch seconds/milliseconds; None when unreadable or implausible."""
+    seconds = _seconds(value)
+    return seconds if seconds is not None and EARLIEST <= seconds <= LATEST else None
+
+
+def _seconds(value: object) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -69,7 +80,7 @@ def timestamp(value: object) -> float | None:
         if not raw:
             return None
         try:
-            return timestamp(float(raw))
+            return _seconds(float(raw))
         except ValueError:
             pass
         try:
@@ -77,7 +88,7 @@ def timestamp(value: object) -> float | None:
         except ValueError:
             return None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     if isinstance(value, (int, float)):
         seconds = float(value)
@@ -91,10 +102,37 @@ def iso(seconds: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with a Z, e.g. 2026-01-01T00:00:00Z (milliseconds when present)."""
     if seconds is None:
         return None
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def mapping(value: object) -> dict:
+    """The value when it is a JSON object, else an empty one: for optional nested blocks."""
+    return value if isinstance(value, dict) else {}
+
+
+def address_list(addresses: Sequence[str], limit: int) -> list[str]:
+    """Distinct addresses in the given order; ValueError when empty, over `limit` or not base58.
+
+    Request builders use it so that nothing but base58 (no '/' or ',') ever reaches a path.
+    """
+    if isinstance(addresses, str):
+        raise ValueError("expected a sequence of addresses, not one string")
+    result: list[str] = []
+    seen: set[str] = set()
+    for address in addresses:
+        if not is_mint(address):
+            raise ValueError(f"not a Solana address: {address!r}")
+        if address not in seen:
+            seen.add(address)
+            result.append(address)
+    if not result:
+        raise ValueError("no addresses given")
+    if len(result) > limit:
+        raise ValueError(f"at most {limit} addresses per request, got {len(result)}")
+    return result
 
 
 def is_mint(value: object) -> bool:
