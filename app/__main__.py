@@ -10,6 +10,7 @@ import uvicorn
 
 from app.config import ConfigError, load_settings
 from app.main import create_app
+from app.serving import tune_gc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.with_(demo=args.demo)
     logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -112,7 +112,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info", " or ".join(LOG_LEVELS)),
     )
     if settings.store == "redis" and not settings.redis_url:
-        raise ConfigError(f"STORE='redis' is invalid: expected REDIS_URL to be set as well")
+        raise ConfigError("STORE='redis' is invalid: expected REDIS_URL to be set as well")
+    if settings.store == "redis":
+        # Accepted by the contract, but the Redis backend is the next piece of work: refuse clearly
+        # rather than silently running on memory (docs/DECISIONS.md).
+        raise ConfigError("STORE='redis' is invalid: expected memory (the redis backend is not in this version yet)")
     if settings.jupiter_api_key and "jupiter" not in (env.get("RATE_LIMITS") or ""):
         # A key raises the budget to the plan's limit; Free is the smallest keyed plan (60/min).
         settings = settings.with_(rate_limits={**settings.rate_limits, "jupiter": max(60, settings.rate_limits["jupiter"])})

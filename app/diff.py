@@ -1,9 +1,40 @@
 """The one diff engine: version -> change set -> per-view deltas (CONTRACT §5).
 
-A view's rows at a version are `query.filtered(version, view)[:limit]`; a delta between two versions of
-a view is computed from those rows and the records' identities (records are shared between versions,
-so an unchanged record is the same object). The same function serves the live feed (previous version
-to new), catch-up for a slow client (last delivered to now) and resume (the client's seq to now).
+A view's rows at a version are `query.filtered(version, view, now=version.committed_at)[:limit]` (a
+`max_age_h` filter is judged at the version's commit time, so the rows of a seq never depend on when
+they are asked for); a watchlist's rows are its tokens that the version holds, in the client's order. A
+delta between two versions of a view is computed from those rows and the records' identities (records
+are shared between versions, so an unchanged record is the same object). The same function serves the
+live feed (previous version to new), catch-up for a slow client (last delivered to now) and resume
+(the client's seq to now).
+
+What a delta means (the stream promise, to be copied into the user docs)
+-----------------------------------------------------------------------
+A delta `{"epoch", "seq", "prev_seq", "upsert", "remove", "order"?}` takes a view from its rows at
+`prev_seq` to its rows at `seq`:
+
+- `remove`: addresses that were in the view at `prev_seq` and are not at `seq`;
+- `upsert`: for a row new to the view, the whole record; for a row that stays, `token_address` and every
+  top-level field whose value changed (a changed figure inside `stats` sends the whole `stats` object);
+  rows that did not change are absent;
+- `order`: present exactly when the order or the membership changed: every address of the view at
+  `seq`, in view order. When it is absent, the order is the previous one less the removed rows.
+
+`prev_seq` is the version the delta was computed from. It is not necessarily the seq of the previous
+event the client received: versions that leave a view unchanged send it nothing, so the next delta's
+`prev_seq` may be later than the client's last seq. The server guarantees that every event id
+(`<epoch>:<seq>`, on snapshots, deltas, heartbeats and alerts alike) names a version whose view equals
+what the client holds once it has applied everything up to that event; and that the view did not
+change between the client's last seq and the next delta's `prev_seq`. Hence the client rule:
+
+    apply a delta when its epoch is the client's and prev_seq >= the client's last seq, then take its
+    seq as the last seq; anything else (another epoch, prev_seq < last seq) means the client lost
+    track: reconnect without Last-Event-ID / since for a fresh snapshot.
+
+On one connection `prev_seq >= last seq` always holds. A resume (`Last-Event-ID` or `since` naming a
+held version of the epoch) starts with exactly one delta whose `prev_seq` is that seq (with empty
+`upsert` and `remove` when nothing changed since), so the rule above applies to it too. A slow
+subscriber gets one merged delta whose `prev_seq` is the last seq it was sent.
 """
 
 from __future__ import annotations
@@ -76,5 +107,8 @@ def apply(rows: list[Record], change: dict[str, Any]) -> list[Record]:
     for item in change.get("upsert", ()):
         current = by_address.setdefault(item["token_address"], {})
         current.update(item)
-    order = change.get("order") or [row["token_address"] for row in rows if row["token_address"] in by_address]
+    if "order" in change:
+        order = change["order"]
+    else:
+        order = [row["token_address"] for row in rows if row["token_address"] in by_address]
     return [by_address[address] for address in order]

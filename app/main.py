@@ -10,19 +10,30 @@ import anyio
 import httpx
 from starlette.applications import Starlette
 
-from app.api.metrics import Metrics
-from app.api.rest import routes as rest_routes
-from app.streams.alerts import AlertDetector
-from app.streams.hub import Hub
-from app.streams.sse import stream
-from app.streams.ws import websocket_endpoint
+from pathlib import Path
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
+
+from app.api.metrics import Metrics
+from app.api.hot import HotPathMiddleware
+from app.api.middleware import MetricsMiddleware
+from app.api.rest import routes as rest_routes
 from app.config import Settings, load_settings
+from app.history import open_state, origin_of
 from app.ingest.scheduler import CycleReport, Ingest
 from app.service import Service
 from app.sources import geckoterminal, jupiter
 from app.sources.client import UpstreamClient
 from app.store.memory import MemoryStore
+from app.streams.alerts import AlertDetector
+from app.streams.hub import Hub
+from app.streams.sse import stream
+from app.streams.ws import websocket_endpoint
+
+PAGE = Path(__file__).parent / "static" / "index.html"
 
 log = logging.getLogger("app")
 
@@ -51,6 +62,7 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         current = settings or load_settings()
+        origin = origin_of(current)  # what saved state must come from (before --demo rewrites the URLs)
         async with contextlib.AsyncExitStack() as stack:
             if current.demo:
                 from app.demo.market import Market
@@ -67,17 +79,28 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
                                   headers={"User-Agent": "tokenstream/0.1"}))
             store = MemoryStore()
             stack.push_async_callback(store.close)
+            history, snapshots = open_state(current.data_dir, origin)
+            stack.callback(history.close)
+            if snapshots is not None:
+                stack.callback(snapshots.close)
             clients = build_clients(current, http, metrics)
 
             def on_cycle(report: CycleReport) -> None:
                 metrics.cycle.observe(report.duration_s)
+                if report.seq is not None:
+                    svc.stale = False  # fresh data committed: no longer only the restored snapshot
 
-            ingest = Ingest(current, store, clients, on_cycle=on_cycle)
+            # watched=None: the hub has no watched() yet (tokens in live views would get candles first).
+            ingest = Ingest(current, store, clients, on_cycle=on_cycle, history=history, snapshots=snapshots)
             svc = Service(current, store, metrics, http, clients, ingest)
+            svc.stale = ingest.restore()  # the last snapshot, served at once, before any upstream call
+            stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
             detector = AlertDetector(current.alert_price_pct, current.alert_volume_x)
             svc.hub = Hub(store, metrics, detector, current.max_connections, current.heartbeat_s)
             svc.write_timeout_s = min(30.0, max(2.0, 2 * current.heartbeat_s))
             app.state.service = svc
+            # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
+            stack.callback(svc.hub.install_signal_hook())
             async with anyio.create_task_group() as tasks:
                 if start_ingest:
                     tasks.start_soon(ingest.run)
@@ -88,8 +111,19 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
                     svc.hub.close_all()
                     tasks.cancel_scope.cancel()
 
-    routes = [*rest_routes, Route("/api/stream", stream, methods=["GET"]), WebSocketRoute("/ws", websocket_endpoint)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes = [
+        Route("/", page, methods=["GET"]),
+        *rest_routes,
+        Route("/api/stream", stream, methods=["GET"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware),
+                                                                          Middleware(HotPathMiddleware)])
+
+
+async def page(request: Request) -> Response:
+    """The live page: one static file, no build step."""
+    return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
 
 app = create_app()

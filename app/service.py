@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from app.api.hot import HotPages
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.ingest.scheduler import Ingest
@@ -30,6 +31,7 @@ class Service:
     started_at: float = field(default_factory=time.time)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs cursors
     stale: bool = False  # serving a snapshot restored from disk, not yet refreshed
+    hot: HotPages = field(default_factory=HotPages)  # repeated first pages of the current version
     extras: dict[str, Any] = field(default_factory=dict)
 
     def health(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -17,7 +18,11 @@ T = TypeVar("T")
 
 
 def fast_settings(market, **overrides) -> Settings:
-    """Settings pointed at a running demo market, with intervals short enough for tests."""
+    """Settings pointed at a running demo market, with intervals short enough for tests.
+
+    Each call gets its own empty DATA_DIR, so no test restores another's snapshot.
+    """
+    overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="tokenstream-test-"))
     base = load_settings({
         "REFRESH_INTERVAL_S": "0.25", "DISCOVERY_INTERVAL_S": "0.5", "CACHE_TTL_S": "0",
         "RATE_LIMITS": "dexscreener=3000,geckoterminal=600,jupiter=1200", "HEARTBEAT_S": "1",

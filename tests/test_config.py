@@ -69,3 +69,8 @@ def test_cli_stops_with_one_line_for_a_bad_value(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PORT='nope'" in lines[0]
+
+
+def test_store_redis_is_refused_clearly_until_the_backend_exists():
+    with pytest.raises(ConfigError, match="STORE='redis'.*not in this version"):
+        load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"}, dotenv=None)

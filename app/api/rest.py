@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.api.openapi import SPEC_BYTES
 from app.api.responses import JSONBytes, error
 from app.service import Service
 from app.sources.values import is_mint
@@ -40,7 +41,10 @@ async def list_tokens(request: Request) -> Response:
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
     if cursor is not None and request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    return JSONBytes(query.encode_page(page, view), headers={"ETag": etag, "Cache-Control": "no-cache"})
+    body = query.encode_page(page, view)
+    if cursor is None:
+        svc.hot.put(version.epoch, version.seq, request.scope["query_string"], body, etag)
+    return JSONBytes(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 async def get_token(request: Request) -> Response:
@@ -82,6 +86,10 @@ async def metrics(request: Request) -> Response:
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+async def openapi(request: Request) -> Response:
+    return JSONBytes(SPEC_BYTES)
+
+
 def _digest(text: str) -> str:
     return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
 
@@ -93,4 +101,5 @@ routes = [
     Route("/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]

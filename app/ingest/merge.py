@@ -7,6 +7,7 @@ merge is a pure function of the state, the cycle's SOL/USD price and the time, s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from app.model import POOL_WINDOWS, SOURCES, WSOL_MINT, PoolObservation, Record, TokenInfo
 from app.sources.values import iso
@@ -69,14 +70,69 @@ def _main_pool(pools: list[PoolObservation]) -> PoolObservation:
     return max(pools, key=lambda p: (p.liquidity_usd is not None, p.liquidity_usd or 0.0, p.pool_address))
 
 
+def main_pool(state: TokenState) -> PoolObservation | None:
+    """The pool that gives a token's price (the most liquidity), or None without pools."""
+    return _main_pool(list(state.pools.values())) if state.pools else None
+
+
 def _div(value: float | None, sol_usd: float | None) -> float | None:
     if value is None or not sol_usd:
         return None
     return value / sol_usd
 
 
-def merge(state: TokenState, sol_usd: float | None, now: float) -> Record | None:
-    """The record for one mint, or None when no source has said anything about it yet."""
+def _pool_stats(pools: list[PoolObservation], main: PoolObservation,
+                sol_usd: float | None) -> dict[str, dict[str, float | int | None]]:
+    """Per window: volume, buys and sells summed over the pools; the price change of the main pool.
+
+    This runs for every token every cycle, so it is written for speed: one pool (most tokens) is
+    copied directly, and sums skip unknown figures without building intermediate lists.
+    """
+    stats: dict[str, dict[str, float | int | None]] = {}
+    main_stats = main.stats
+    for window in POOL_WINDOWS:
+        if len(pools) == 1:
+            s = main_stats.get(window)
+            if s is None:
+                stats[window] = dict(EMPTY_WINDOW)
+                continue
+            volume, buys, sells = s.volume_usd, s.buys, s.sells
+            change = s.price_change
+        else:
+            volume = buys = sells = None
+            for pool in pools:
+                s = pool.stats.get(window)
+                if s is None:
+                    continue
+                if s.volume_usd is not None:
+                    volume = s.volume_usd if volume is None else volume + s.volume_usd
+                if s.buys is not None:
+                    buys = s.buys if buys is None else buys + s.buys
+                if s.sells is not None:
+                    sells = s.sells if sells is None else sells + s.sells
+            s = main_stats.get(window)
+            change = s.price_change if s is not None else None
+        stats[window] = {
+            "volume_usd": volume,
+            "volume_sol": volume / sol_usd if volume is not None and sol_usd else None,
+            "price_change": change,
+            "buys": buys,
+            "sells": sells,
+        }
+    return stats
+
+
+@lru_cache(maxsize=65536)
+def _iso(seconds: float | None) -> str | None:
+    """Creation times repeat every cycle: format each once."""
+    return iso(seconds)
+
+
+def merge(state: TokenState, sol_usd: float | None, now: float, updated_at: str | None = None) -> Record | None:
+    """The record for one mint, or None when no source has said anything about it yet.
+
+    `updated_at` is `now` formatted, passed in by callers that merge many tokens at one `now`.
+    """
     pools = list(state.pools.values())
     infos = state.infos
     jupiter = infos.get("jupiter")
@@ -93,27 +149,7 @@ def merge(state: TokenState, sol_usd: float | None, now: float) -> Record | None
         for pool in pools:
             if pool.liquidity_usd is not None:
                 liquidity_usd = (liquidity_usd or 0.0) + pool.liquidity_usd
-        stats: dict[str, dict[str, float | int | None]] = {}
-        for window in POOL_WINDOWS:
-            volume = buys = sells = None
-            for pool in pools:
-                s = pool.stats.get(window)
-                if s is None:
-                    continue
-                if s.volume_usd is not None:
-                    volume = (volume or 0.0) + s.volume_usd
-                if s.buys is not None:
-                    buys = (buys or 0) + s.buys
-                if s.sells is not None:
-                    sells = (sells or 0) + s.sells
-            main_stats = main.stats.get(window)
-            stats[window] = {
-                "volume_usd": volume,
-                "volume_sol": _div(volume, sol_usd),
-                "price_change": main_stats.price_change if main_stats is not None else None,
-                "buys": buys,
-                "sells": sells,
-            }
+        stats = _pool_stats(pools, main, sol_usd)
         market_cap = main.market_cap_usd
         if market_cap is None and jupiter is not None and jupiter.market_cap_usd is not None:
             market_cap, _ = jupiter.market_cap_usd, used.add("jupiter")
@@ -125,7 +161,7 @@ def merge(state: TokenState, sol_usd: float | None, now: float) -> Record | None
         if fdv is None and gecko is not None and gecko.fdv_usd is not None:
             fdv, _ = gecko.fdv_usd, used.add("geckoterminal")
         pair_address = main.pool_address
-        created_at = iso(main.created_at)
+        created_at = _iso(main.created_at)
         protocol = main.protocol
         name, symbol = main.base_name, main.base_symbol
         image = main.image_url
@@ -163,7 +199,7 @@ def merge(state: TokenState, sol_usd: float | None, now: float) -> Record | None
                 "sells": s.sells,
             }
         pair_address = None
-        created_at = iso(stand_in.created_at)
+        created_at = _iso(stand_in.created_at)
         protocol = stand_in.protocol
         name, symbol, image = None, None, None
 
@@ -214,5 +250,5 @@ def merge(state: TokenState, sol_usd: float | None, now: float) -> Record | None
         "image_url": image,
         "stats": stats,
         "sources": [source for source in SOURCES if source in used],
-        "updated_at": iso(now),
+        "updated_at": updated_at or iso(now),
     }

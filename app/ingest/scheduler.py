@@ -3,10 +3,16 @@
 Each cycle (every REFRESH_INTERVAL_S): discovery when due, then every source refreshes the tracked
 tokens that are most active and most stale, batched to the maximum its endpoint takes; the cycle's
 SOL/USD price is read from the upstreams; the tokens touched are merged and committed as one version.
+
+7d figures: daily candles (GeckoTerminal OHLCV, one call per pool, at most hourly per token) for the
+most-watched tokens, paid only from GeckoTerminal's spare budget; elsewhere the service's own sampled
+history (app.history). After each commit the history is sampled when due and the snapshot saved now
+and then, so a restart serves the last records at once (`restore`).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -16,12 +22,14 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 import anyio
 
 from app.config import Settings
-from app.ingest.merge import TokenState, merge
+from app.history import History, SnapshotStore
+from app.ingest.merge import TokenState, main_pool, merge
 from app.model import WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
 from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import UpstreamClient, UpstreamError
-from app.sources.values import UpstreamFormatError, is_mint
+from app.sources.values import UpstreamFormatError, is_mint, iso
 from app.store.base import Store
+from app.store.memory import new_epoch
 
 log = logging.getLogger("app.ingest")
 
@@ -29,6 +37,18 @@ log = logging.getLogger("app.ingest")
 DISCOVERY_CALLS = {"dexscreener": 3, "geckoterminal": 3, "jupiter": 3}
 # Preference for the cycle's SOL/USD price when several upstreams gave one.
 SOL_PREFERENCE = ("jupiter", "dexscreener", "geckoterminal")
+# Daily candles: each token's at most this often, for this many of the most-watched tokens; figures older
+# than CANDLE_TTL_S are dropped (the token fell out of the top); a failed call is retried after
+# CANDLE_RETRY_S.
+CANDLE_EVERY_S = 3600.0
+CANDLE_TOP = 300
+CANDLE_TTL_S = 3 * 3600.0
+CANDLE_RETRY_S = 300.0
+# The last snapshot is saved at most this often (and at shutdown).
+SNAPSHOT_EVERY_S = 30.0
+# A restored token keeps its saved record until it has pools again or every source has refreshed it,
+# or at the latest this long after the restart.
+RESTORED_HOLD_S = 300.0
 
 
 @dataclass
@@ -39,6 +59,7 @@ class CycleReport:
     refreshed: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seq: int | None = None
+    candles: int = 0  # OHLCV calls made
 
 
 class Ingest:
@@ -51,6 +72,10 @@ class Ingest:
         clients: Mapping[str, UpstreamClient],
         clock: Callable[[], float] = time.time,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        *,
+        history: History | None = None,
+        snapshots: SnapshotStore | None = None,
+        watched: Callable[[], Iterable[str]] | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -67,6 +92,20 @@ class Ingest:
         self._discovery_round = 0
         self._dirty: set[str] = set()
         self._sol_quotes: dict[str, float] = {}
+        # 7d figures
+        self.history = history
+        self.snapshots = snapshots
+        self._watched = watched
+        self._candles: dict[str, tuple[float, dict[str, float | None] | None]] = {}  # (fetched_at, figures)
+        self._candle_next: dict[str, float] = {}  # when a token's candles may be asked for again
+        self._candle_credit = 0.0
+        self._candle_credit_at: float | None = None
+        self._history_7d: dict[str, dict[str, float | None]] = {}
+        self._history_due = history is not None
+        # snapshots and restart
+        self._snapshot_tag: str | None = None
+        self._snapshot_at = clock()
+        self._restored: dict[str, float] = {}  # address -> restored at, until refreshed
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -97,8 +136,10 @@ class Ingest:
         if self._sol_quotes:
             source = next(s for s in SOL_PREFERENCE if s in self._sol_quotes)
             self.sol_usd, self.sol_usd_at = self._sol_quotes[source], now
+        await self._update_seven_day(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
+        await self._persist(now)
         report.duration_s = time.perf_counter() - perf
         self.cycles += 1
         if self._on_cycle is not None:
@@ -121,10 +162,12 @@ class Ingest:
 
     # ---- calls, with shape errors counted --------------------------------------------------------
 
-    async def _call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any]) -> Any:
+    async def _call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any],
+                    max_wait: float | None = None) -> Any:
         path, params = request
         client = self.clients[source]
-        payload = await client.get_json(path, params, max_wait=self._max_wait())
+        wait = self._max_wait() if max_wait is None else max_wait
+        payload = await client.get_json(path, params, max_wait=wait)
         try:
             parsed = parse(payload)
         except UpstreamFormatError as exc:
@@ -241,6 +284,8 @@ class Ingest:
     async def _refresh(self, source: str, report: CycleReport) -> None:
         await {"dexscreener": self._refresh_dexscreener, "geckoterminal": self._refresh_geckoterminal,
                "jupiter": self._refresh_jupiter}[source](report)
+        if source == "geckoterminal":
+            await self._refresh_candles(report)
 
     async def _refresh_dexscreener(self, report: CycleReport) -> None:
         source = "dexscreener"
@@ -368,16 +413,29 @@ class Ingest:
         """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS."""
         removals = self._trim()
         upserts: dict[str, Record] = {}
+        updated_at = iso(now)
+        held: set[str] = set()
         for mint in self._dirty:
             state = self.tokens.get(mint)
             if state is None:
                 continue
+            if self._restored and mint in self._restored:
+                if self._holds_restored(state, now):
+                    held.add(mint)  # the saved record stays until this token's data is complete again
+                    continue
+                del self._restored[mint]
             state.expire(now)
-            record = merge(state, self.sol_usd, now)
+            record = merge(state, self.sol_usd, now, updated_at)
             if record is not None:
                 upserts[mint] = record
-        self._dirty = set()
+        self._dirty = held
         return upserts, removals
+
+    def _holds_restored(self, state: TokenState, now: float) -> bool:
+        """Whether a token restored from the snapshot should keep its saved record for now."""
+        if state.pools or now - self._restored[state.address] > RESTORED_HOLD_S:
+            return False
+        return not all(state.address in self.last_refreshed.get(source, {}) for source in self.clients)
 
     async def _commit(self, now: float):
         upserts, removals = self.merge_dirty(now)
@@ -395,7 +453,182 @@ class Ingest:
             for seen in self.last_refreshed.values():
                 seen.pop(state.address, None)
             self._dirty.discard(state.address)
+            for table in (self._candles, self._candle_next, self._history_7d, self._restored):
+                table.pop(state.address, None)
         return [state.address for state in least_active]
+
+    # ---- 7d figures: daily candles, then the service's own history -------------------------------
+
+    def candle_spare_per_min(self) -> float:
+        """GeckoTerminal calls per minute that neither discovery nor a full refresh share uses."""
+        source = "geckoterminal"
+        interval = self.settings.refresh_interval_s
+        limit = self.settings.rate_limits[source]
+        per_minute = limit - DISCOVERY_CALLS[source] * math.ceil(60.0 / self.settings.discovery_interval_s)
+        share = max(1, math.floor(max(per_minute, 1) * interval / 60.0))
+        return per_minute - share * 60.0 / interval
+
+    async def _refresh_candles(self, report: CycleReport) -> None:
+        """At most one OHLCV call, from the spare budget, for the most-watched token whose candles are due."""
+        source = "geckoterminal"
+        now = self._clock()
+        spare = self.candle_spare_per_min()
+        if spare <= 0:
+            return
+        last, self._candle_credit_at = self._candle_credit_at, now
+        elapsed = now - last if last is not None else 0.0
+        self._candle_credit = min(1.0, self._candle_credit + spare * elapsed / 60.0)
+        if self._candle_credit < 1.0:
+            return
+        interval = self.settings.refresh_interval_s
+        next_discovery = self.last_discovery is None or (
+            now + interval - self.last_discovery >= self.settings.discovery_interval_s)
+        reserve = DISCOVERY_CALLS[source] if next_discovery else 0  # the next discovery round comes first
+        if self.clients[source].calls_affordable() < 1 + reserve:
+            return
+        address = self._next_candle_token(now)
+        if address is None:
+            return
+        pool = main_pool(self.tokens[address])
+        try:
+            request = geckoterminal.ohlcv_request(pool.pool_address if pool is not None else "")
+        except ValueError:  # a pool id GeckoTerminal can't be asked about: try again in an hour
+            self._candle_next[address] = now + CANDLE_EVERY_S
+            return
+        self._candle_credit -= 1.0
+        report.candles += 1
+        try:
+            # max_wait=0: one attempt, no retry, no waiting for budget (retries would spend more than spare).
+            candles = await self._call(source, request, geckoterminal.parse_ohlcv, max_wait=0.0)
+        except UpstreamError as exc:
+            report.errors.append(str(exc))
+            self._candle_next[address] = now + CANDLE_RETRY_S
+            return
+        stats = geckoterminal.seven_day(candles, now)
+        figures = ({"volume_usd": stats.volume_usd, "price_change": stats.price_change}
+                   if stats is not None else None)
+        self._candles[address] = (now, figures)
+        self._candle_next[address] = now + CANDLE_EVERY_S
+        self._apply_seven_day(address, now)
+
+    def _next_candle_token(self, now: float) -> str | None:
+        """Tokens shown in live views first, then the most active; the first whose candles are due."""
+        order: list[str] = []
+        seen: set[str] = set()
+        if self._watched is not None:
+            try:
+                watched = list(self._watched())
+            except Exception:  # noqa: BLE001 - a broken hook must not stop the candles
+                log.exception("watched() failed")
+                watched = []
+            for address in watched:
+                state = self.tokens.get(address)
+                if state is not None and state.pools and address not in seen:
+                    order.append(address)
+                    seen.add(address)
+        if len(order) < CANDLE_TOP:
+            active = heapq.nlargest(CANDLE_TOP - len(order),
+                                    (s for s in self.tokens.values() if s.pools and s.address not in seen),
+                                    key=lambda s: (s.activity(), s.address))
+            order.extend(s.address for s in active)
+        for address in order[:CANDLE_TOP]:
+            if now >= self._candle_next.get(address, 0.0):
+                return address
+        return None
+
+    def _apply_seven_day(self, address: str, now: float) -> None:
+        """The token's 7d figures: the candles' where fresh, the history's for what they lack."""
+        state = self.tokens.get(address)
+        if state is None:
+            return
+        candle = self._candles.get(address)
+        figures = dict(candle[1]) if candle is not None and candle[1] is not None else None
+        own = self._history_7d.get(address)
+        if own is not None:
+            figures = {key: (figures or {}).get(key) if (figures or {}).get(key) is not None else own.get(key)
+                       for key in ("volume_usd", "price_change")}
+        if state.seven_day != figures:
+            state.seven_day = figures
+            self._dirty.add(address)
+
+    async def _update_seven_day(self, now: float) -> None:
+        """Drop candle figures past their TTL; after a new history sample, derive every token's 7d."""
+        touched = [a for a, (at, _) in self._candles.items() if now - at > CANDLE_TTL_S]
+        for address in touched:
+            del self._candles[address]
+        if self.history is not None and self._history_due:
+            self._history_due = False
+            try:
+                fresh = await self.history.seven_day_many(list(self.tokens), now)
+            except Exception:  # noqa: BLE001 - history is a nicety: a failure must not stop the cycle
+                log.exception("history: deriving 7d figures failed")
+                fresh = self._history_7d
+            touched.extend(set(self._history_7d) | set(fresh))
+            self._history_7d = fresh
+        for address in touched:
+            self._apply_seven_day(address, now)
+
+    # ---- persistence: history samples, snapshots, restart ---------------------------------------
+
+    async def _persist(self, now: float) -> None:
+        """After a commit: sample the history when due; save the snapshot at most every SNAPSHOT_EVERY_S."""
+        latest = self.store.latest()
+        if self.history is not None and self.history.due(now):
+            records = {address: record for address, record in latest.records.items()
+                       if address not in self._restored and address in self.tokens
+                       and self.tokens[address].has_data()}
+            try:
+                if await self.history.record(records, now):
+                    self._history_due = True
+            except Exception:  # noqa: BLE001
+                log.exception("history: recording failed")
+        if (self.snapshots is not None and latest.tag != self._snapshot_tag and latest.records
+                and now - self._snapshot_at >= SNAPSHOT_EVERY_S):
+            self._snapshot_at, self._snapshot_tag = now, latest.tag
+            try:
+                await self.snapshots.save(latest, self._snapshot_extra(), now)
+            except Exception:  # noqa: BLE001
+                log.exception("snapshot: saving failed")
+
+    def save_snapshot_now(self) -> None:
+        """Save the latest version if it changed since the last save (at shutdown; blocks briefly)."""
+        latest = self.store.latest()
+        if self.snapshots is None or latest.tag == self._snapshot_tag or not latest.records:
+            return
+        self._snapshot_tag = latest.tag
+        try:
+            self.snapshots.save_now(latest, self._snapshot_extra(), self._clock())
+        except Exception:  # noqa: BLE001
+            log.exception("snapshot: saving failed")
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"candles": {address: [at, figures] for address, (at, figures) in self._candles.items()}}
+
+    def restore(self) -> bool:
+        """Before the first cycle: put the saved snapshot in the store (a new epoch: the version history
+        is gone) and track its tokens again. True when there was one to restore."""
+        snapshot = self.snapshots.load() if self.snapshots is not None else None
+        if snapshot is None or not snapshot.records:
+            return False
+        now = self._clock()
+        version = self.store.restore(snapshot.records, epoch=new_epoch())
+        self._snapshot_tag = version.tag
+        self._snapshot_at = now
+        for state in self._track(snapshot.records, now):
+            self._restored[state.address] = now
+        candles = snapshot.extra.get("candles") if isinstance(snapshot.extra, dict) else None
+        for address, entry in (candles or {}).items():
+            try:
+                at, figures = float(entry[0]), entry[1]
+            except (TypeError, ValueError, IndexError):
+                continue
+            if address in self.tokens and now - at <= CANDLE_TTL_S:
+                self._candles[address] = (at, dict(figures) if isinstance(figures, dict) else None)
+                self._candle_next[address] = at + CANDLE_EVERY_S
+                self._apply_seven_day(address, now)
+        log.info("restored %d records saved at %s (epoch %s)", len(snapshot.records), snapshot.saved_at,
+                 version.epoch)
+        return True
 
     # ---- state for /health -------------------------------------------------------------------
 

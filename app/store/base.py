@@ -56,6 +56,10 @@ class Store(Protocol):
         """Keep version `seq` at least `seconds` longer (a cursor was issued on it)."""
         ...
 
+    def restore(self, records: Mapping[str, Record], epoch: str | None = None) -> Version:
+        """Start from a snapshot saved by an earlier run: one version holding `records` (a restart)."""
+        ...
+
     async def commit(self, upserts: Mapping[str, Record], removals: Iterable[str] = ()) -> Version | None:
         """Apply changes; a new version only if some record really changed (updated_at ignored)."""
         ...

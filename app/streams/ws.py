@@ -1,7 +1,18 @@
-"""GET /ws: many views and watchlists over one WebSocket (CONTRACT §6)."""
+"""GET /ws: many views and watchlists over one WebSocket (CONTRACT §6).
+
+Server messages are the SSE events as objects with `type` and the subscription `id`. Choices the
+contract leaves open:
+- an alert's own `type` (`price_move` / `volume_spike`) is sent as `alert_type`, since `type` is "alert";
+- heartbeats are sent per subscription (`id` and the `seq` that subscription's view is current for, a
+  valid `since` for it), and as one heartbeat without `id` (the latest seq) on a connection without any;
+- `subscribe` is answered by its snapshot (or resume delta), `unsubscribe` by nothing (frames still
+  queued for that id are dropped); `ping` by `{"type": "pong"}`; a bad command by an `error` naming the
+  `id` when there is one, and the connection stays open.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -10,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import query
 from app.sources.values import is_mint
-from app.streams.hub import Connection, Hub
+from app.streams.hub import Connection, DirectWS, Hub, find_server_send
 
 MAX_SUBSCRIPTIONS = 20
 MAX_WATCHLIST = 100
@@ -36,7 +47,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     connection = hub.connect("ws")
     await websocket.accept()
     if connection is None:
-        await websocket.close(CLOSE_OVER_LIMIT, "too many connections")
+        await _close(websocket, CLOSE_OVER_LIMIT, "too many connections")
         return
     try:
         async with anyio.create_task_group() as tasks:
@@ -72,7 +83,7 @@ async def _reader(websocket: WebSocket, hub: Hub, connection: Connection) -> Non
         except CommandError as exc:
             reply = exc.frame()
         if reply is not None:
-            connection.push(reply)
+            connection.send(reply.decode())
 
 
 def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
@@ -94,7 +105,7 @@ def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
     if op == "unsubscribe":
         if not hub.unsubscribe(connection, sub_id):
             raise CommandError("unknown_subscription", f"no subscription with id {sub_id!r}", sub_id)
-        return orjson.dumps({"type": "unsubscribed", "id": sub_id})
+        return None  # no acknowledgement (CONTRACT §6 lists none); nothing more arrives for that id
     unknown = set(command) - {"op", "id", "view", "tokens", "since"}
     if unknown:
         raise CommandError("invalid_command", f"unknown field {sorted(unknown)[0]!r}", sub_id)
@@ -128,25 +139,37 @@ def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
     return None
 
 
-async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float, scope: anyio.CancelScope) -> None:
-    while True:
-        frame = await connection.next()
-        if frame is None:
-            break
-        try:
-            with anyio.fail_after(write_timeout):
-                await websocket.send_text(frame.decode())
-        except TimeoutError:
-            connection.close("slow")
-            break
-        except Exception:  # noqa: BLE001 - the peer went away
-            connection.close("client")
-            break
+async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float,
+                  scope: anyio.CancelScope) -> None:
+    send = websocket._send
+    server_send = find_server_send(send)
+    if server_send is not None:
+        connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
+        connection.direct = DirectWS.for_send(server_send)
+        send = server_send  # frames skip the middleware wrappers
+    connection.task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            frames = await connection.next_batch()
+            if frames is None:
+                break
+            for frame in frames:
+                connection.deadline = loop.time() + write_timeout  # the hub's sweeper enforces it
+                await send({"type": "websocket.send", "text": frame})
+                connection.deadline = 0.0
+    except Exception:  # noqa: BLE001 - the peer went away (or was dropped as slow); the reader sees it too
+        connection.close("client")
+        return
     reason = connection.closed
+    if connection.transport is not None and connection.transport.is_closing():
+        return  # dropped for not reading (Connection.expire): no close frame can get through
     if reason == "slow":
         await _close(websocket, CLOSE_SLOW, "too slow to keep up")
     elif reason == "shutdown":
         await _close(websocket, CLOSE_GOING_AWAY, "server shutting down")
+    else:
+        return  # "client" or "too_big": the reader is already ending the connection
     scope.cancel()
 
 

@@ -1,0 +1,66 @@
+"""The hot path: a repeated first page of `GET /api/tokens` answered from bytes, before any routing.
+
+Dashboards and bots poll the same few views. Once the handler has built a first page for the current
+version, the same raw query string is answered here with those bytes (or a 304) without parsing,
+routing or encoding anything. An entry lives for one version and at most `MAX_AGE_S`, so the
+`next_cursor` it carries is always far from its expiry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MAX_AGE_S = 30.0
+MAX_ENTRIES = 2048
+
+
+@dataclass
+class HotPages:
+    """Cached first pages of the current version, keyed by the raw query string."""
+
+    seq: int = -1
+    epoch: str = ""
+    pages: dict[bytes, tuple[float, bytes, bytes]] = field(default_factory=dict)  # query -> (made, body, etag)
+
+    def put(self, epoch: str, seq: int, query_string: bytes, body: bytes, etag: str) -> None:
+        if seq != self.seq or epoch != self.epoch:
+            self.seq, self.epoch, self.pages = seq, epoch, {}
+        if len(self.pages) < MAX_ENTRIES:
+            self.pages[query_string] = (time.monotonic(), body, etag.encode())
+
+    def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[bytes, bytes] | None:
+        if seq != self.seq or epoch != self.epoch:
+            return None
+        hit = self.pages.get(query_string)
+        if hit is None or time.monotonic() - hit[0] > MAX_AGE_S:
+            return None
+        return hit[1], hit[2]
+
+
+class HotPathMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api/tokens" and scope["method"] == "GET":
+            service = getattr(scope["app"].state, "service", None)
+            if service is not None:
+                latest = service.store.latest()
+                hit = service.hot.get(latest.epoch, latest.seq, scope["query_string"])
+                if hit is not None:
+                    body, etag = hit
+                    for name, value in scope["headers"]:
+                        if name == b"if-none-match" and value == etag:
+                            await send({"type": "http.response.start", "status": 304,
+                                        "headers": [(b"etag", etag)]})
+                            await send({"type": "http.response.body", "body": b""})
+                            return
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+                        (b"etag", etag), (b"cache-control", b"no-cache")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)

@@ -1,0 +1,114 @@
+"""REST behaviour a client sees: the envelope, errors, ETag/304, cursor walks on a moving market, metrics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.demo.market import Market
+from app.demo.server import serve_market
+from tests.support import fast_settings, running_service, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def service():
+    market = Market(seed=21, n_tokens=150)
+    async with serve_market(market, tick_interval=0.2) as upstream:
+        async with running_service(fast_settings(upstream)) as (base, app):
+            async with httpx.AsyncClient(base_url=base) as client:
+                await wait_for(lambda: _ready(client), timeout=20, message="ready")
+                yield client, app
+
+
+async def _ready(client):
+    return (await client.get("/ready")).status_code == 200
+
+
+@pytest.mark.parametrize("query,param", [
+    ("sort=hot", "sort"), ("window=2d", "window"), ("order=up", "order"), ("limit=0", "limit"),
+    ("limit=101", "limit"), ("limit=x", "limit"), ("min_liquidity_usd=-1", "min_liquidity_usd"),
+    ("max_age_h=0", "max_age_h"), ("min_volume_usd=nan", "min_volume_usd"), ("colour=red", "colour"),
+    ("sort=volume&sort=price", "sort"), ("cursor=garbage", "cursor"),
+])
+async def test_bad_parameter_is_a_400_naming_it(service, query, param):
+    client, _ = service
+    response = await client.get(f"/api/tokens?{query}")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["code"] in ("invalid_param", "invalid_cursor") and error["message"]
+
+
+async def test_one_token_and_its_errors(service):
+    client, _ = service
+    first = (await client.get("/api/tokens?limit=1")).json()["data"][0]
+    response = await client.get(f"/api/tokens/{first['token_address']}")
+    assert response.status_code == 200 and response.json()["token_address"] == first["token_address"]
+    missing = await client.get("/api/tokens/" + "1" * 44)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    bad = await client.get("/api/tokens/not-an-address")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_address"
+
+
+async def test_etag_gives_304_until_the_data_changes(service):
+    client, app = service
+    store = app.state.service.store
+    async def unchanged_pair():
+        first = await client.get("/api/tokens?sort=liquidity&limit=5")
+        seq = store.latest().seq
+        again = await client.get("/api/tokens?sort=liquidity&limit=5",
+                                 headers={"If-None-Match": first.headers["etag"]})
+        return (first, again) if store.latest().seq == seq == first.json()["seq"] else None
+
+    first, again = await wait_for(unchanged_pair, timeout=10, message="two requests within one version")
+    assert first.headers["etag"].startswith(f'"{first.json()["epoch"]}:{first.json()["seq"]}')
+    assert again.status_code == 304 and again.content == b""
+    other_view = await client.get("/api/tokens?sort=price&limit=5", headers={"If-None-Match": first.headers["etag"]})
+    assert other_view.status_code == 200  # the ETag names the query too
+    seq = first.json()["seq"]
+    await wait_for(lambda: store.latest().seq > seq, timeout=10, message="a new version")
+    later = await client.get("/api/tokens?sort=liquidity&limit=5", headers={"If-None-Match": first.headers["etag"]})
+    assert later.status_code == 200
+
+
+async def test_a_slow_cursor_walk_sees_one_version_while_data_moves(service):
+    client, app = service
+    store = app.state.service.store
+    body = (await client.get("/api/tokens?sort=price_change&window=5m&limit=7")).json()
+    seq, total = body["seq"], body["total"]
+    walked = [r["token_address"] for r in body["data"]]
+    cursor = body["next_cursor"]
+    pages = 1
+    while cursor:
+        # Wait for the market to move between pages so every page is read on a newer version.
+        current = store.latest().seq
+        await wait_for(lambda: store.latest().seq > current, timeout=10, message="a new version")
+        page = (await client.get("/api/tokens", params={"sort": "price_change", "window": "5m", "limit": "7",
+                                                         "cursor": cursor})).json()
+        assert page["seq"] == seq and page["total"] == total
+        walked.extend(r["token_address"] for r in page["data"])
+        cursor = page["next_cursor"]
+        pages += 1
+        if pages >= 6:
+            break
+    assert store.latest().seq > seq + 4
+    assert len(walked) == len(set(walked))  # no duplicates
+    pinned = store.get(seq)
+    from app import query
+    expected = query.filtered(pinned, query.parse_view({"sort": "price_change", "window": "5m"}))
+    assert walked == expected[: len(walked)]  # no gaps: exactly the first version's order
+
+
+async def test_metrics_and_health(service):
+    client, _ = service
+    await client.get("/api/tokens")
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{route="/api/tokens",status="200"}' in text
+    assert "upstream_calls_total" in text and "ingest_cycle_duration_seconds" in text
+    health = (await client.get("/health")).json()
+    assert health["status"] == "ok" and health["tokens"] > 100
+    for source in ("dexscreener", "geckoterminal", "jupiter"):
+        entry = health["sources"][source]
+        assert entry["ok"] is True and 0 < entry["requests_last_min"] <= entry["budget_per_min"]
