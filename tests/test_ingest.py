@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio
 import httpx
 import pytest
 
@@ -123,3 +122,21 @@ async def _ready(client, base):
 async def _health_status(client, base, status):
     health = (await client.get(f"{base}/health")).json()
     return health if health["status"] == status else None
+
+
+async def test_max_tokens_bounds_the_universe_and_keeps_the_most_active():
+    market = Market(seed=13, n_tokens=150)
+    async with serve_market(market, tick_interval=None) as upstream:
+        settings = fast_settings(upstream, max_tokens=40)
+        async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
+            ingest = app.state.service.ingest
+            await wait_for(lambda: ingest.cycles >= 12, timeout=30, message="12 cycles")
+            records = await all_records(client, base)
+            assert 0 < len(records) <= 40
+            assert len(ingest.tokens) <= 40
+            # The least active go first: the market's busiest discoverable tokens (by 24h volume) stay.
+            kept = {r["token_address"] for r in records}
+            wanted = market.discoverable()
+            busiest = sorted((t for t in market.tokens if t.mint in wanted), key=lambda t: t.volume(5),
+                             reverse=True)[:10]
+            assert {t.mint for t in busiest} <= kept
