@@ -44,7 +44,10 @@ async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: 
         try:
             await asyncio.wait_for(task, timeout=5.0)
         except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
+            server.force_exit = True
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def tune_gc() -> None:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from app.demo import shapes
+from app.serving import serve_app
 from app.demo.market import (
     FAULT_KINDS,
     GT_DURATIONS,
@@ -738,14 +738,6 @@ def _quiet_http_protocol() -> type:
     return QuietProtocol
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the host process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serve_market(
     market: Market,
@@ -758,47 +750,25 @@ async def serve_market(
     """Serve `market` with uvicorn in the running event loop; tick it every `tick_interval` seconds."""
     # log_config/log_level None: uvicorn's Config would otherwise reconfigure the process-wide "uvicorn.*"
     # loggers, which the host service's own uvicorn shares.
-    config = uvicorn.Config(create_market_app(market), host=host, port=port, lifespan="off",
-                            log_config=None, log_level=None, http=_quiet_http_protocol(),
-                            timeout_graceful_shutdown=1)
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(), name="demo-market-server")
-    deadline = time.monotonic() + 10.0
-    while not server.started:
-        if task.done():
-            exc = task.exception()
-            raise RuntimeError(f"demo market failed to start on {host}:{port}") from exc
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            task.cancel()
-            raise RuntimeError("demo market did not start within 10 s")
-        await asyncio.sleep(0.005)
-    bound = server.servers[0].sockets[0].getsockname()
-    running = RunningMarket(market=market, host=host, port=int(bound[1]))
-    if local_images:
-        market.image_base = running.base_url + "/img"
-        market.invalidate()
+    async with serve_app(create_market_app(market), host=host, port=port, lifespan="off", log_config=None,
+                         log_level=None, http=_quiet_http_protocol()) as base_url:
+        running = RunningMarket(market=market, host=host, port=int(base_url.rsplit(":", 1)[1]))
+        if local_images:
+            market.image_base = running.base_url + "/img"
+            market.invalidate()
 
-    ticker: asyncio.Task | None = None
-    if tick_interval:
-        async def tick_forever() -> None:
-            while True:
-                await asyncio.sleep(tick_interval)
-                market.tick()
+        ticker: asyncio.Task | None = None
+        if tick_interval:
+            async def tick_forever() -> None:
+                while True:
+                    await asyncio.sleep(tick_interval)
+                    market.tick()
 
-        ticker = asyncio.create_task(tick_forever(), name="demo-market-ticker")
-    try:
-        yield running
-    finally:
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-        server.should_exit = True
+            ticker = asyncio.create_task(tick_forever(), name="demo-market-ticker")
         try:
-            await asyncio.wait_for(task, timeout=5.0)
-        except asyncio.TimeoutError:
-            server.force_exit = True
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            yield running
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
