@@ -90,8 +90,9 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
                 if report.seq is not None:
                     svc.stale = False  # fresh data committed: no longer only the restored snapshot
 
-            # watched=None: the hub has no watched() yet (tokens in live views would get candles first).
-            ingest = Ingest(current, store, clients, on_cycle=on_cycle, history=history, snapshots=snapshots)
+            # watched: tokens in live views get 7-day candles first (the hub is built below: looked up per call).
+            ingest = Ingest(current, store, clients, on_cycle=on_cycle, history=history, snapshots=snapshots,
+                            watched=lambda: svc.hub.watched() if svc.hub is not None else ())
             svc = Service(current, store, metrics, http, clients, ingest)
             svc.stale = ingest.restore()  # the last snapshot, served at once, before any upstream call
             stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped

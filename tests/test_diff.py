@@ -22,7 +22,9 @@ from app.api.metrics import Metrics
 from app.store.base import Version
 from app.store.memory import MemoryStore
 from app.streams.alerts import AlertDetector
-from app.streams.hub import MAX_QUEUE_BYTES, Connection, Hub
+from app.streams.connection import MAX_QUEUE_BYTES, Connection
+from app.streams.direct import sse_chunk, ws_wire
+from app.streams.hub import Hub
 
 T0 = 1_790_000_000.0
 ADDRESSES = [f"{c}{'x' * 31}Mint{i}" for i, c in enumerate("ABCDEFGHJKLMNPQR")]
@@ -445,3 +447,47 @@ def test_max_connections_and_shutdown():
     assert c is not None
     hub.close_all()
     assert b.closed == "shutdown" and c.closed == "shutdown" and hub.connect("ws") is None
+
+
+def test_watched_lists_what_live_channels_show_most_watched_first_and_follows_the_data():
+    hub, store = make_hub()
+    assert list(hub.watched()) == []
+    # Liquidity 1..5: by liquidity, the order is A4, A3, A2, A1, A0.
+    store.apply({a: record(a, liquidity_usd=i + 1) for i, a in enumerate(ADDRESSES[:5])})
+    top2 = query.parse_view({"sort": "liquidity", "limit": "2"})
+    a, b, w = hub.connect("sse"), hub.connect("sse"), hub.connect("ws")
+    hub.subscribe(a, None, view=top2)
+    hub.subscribe(b, None, view=top2)  # rows A4, A3, two subscribers
+    hub.subscribe(w, "list", tokens=[ADDRESSES[0], ADDRESSES[3], ADDRESSES[9]])  # A9 is not held: not shown
+    # A3 is shown to 3 subscriptions, A4 to 2, A0 to 1; tokens no channel shows are not listed.
+    assert list(hub.watched()) == [ADDRESSES[3], ADDRESSES[4], ADDRESSES[0]]
+    # The rows at the current version: A0 moves to the top of the view.
+    store.apply({ADDRESSES[0]: record(ADDRESSES[0], liquidity_usd=100)})
+    assert list(hub.watched()) == [ADDRESSES[0], ADDRESSES[4], ADDRESSES[3]]
+    # A closed connection's subscriptions no longer count; nothing is watched once everyone has left.
+    hub.disconnect(a)
+    hub.disconnect(b)
+    assert list(hub.watched()) == [ADDRESSES[0], ADDRESSES[3]]  # the watchlist, in position order
+    hub.unsubscribe(w, "list")
+    assert list(hub.watched()) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_the_direct_path_puts_on_the_wire_what_the_server_itself_would(size):
+    """app.streams.direct bypasses uvicorn's framing: its bytes must parse as the same message."""
+    import h11
+    from websockets.frames import Frame, Opcode
+
+    text = "é" + "x" * (size - 2) if size >= 2 else "x" * size  # `size` bytes in UTF-8, one char non-ASCII
+    assert len(text.encode()) == size
+    assert ws_wire(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    frame = b"id: e:1\nevent: delta\ndata: " + text.encode() + b"\n\n"
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/api/stream", headers=[("Host", "x")]))
+    client.receive_data(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + sse_chunk(frame))
+    events = []
+    while (event := client.next_event()) is not h11.NEED_DATA:
+        events.append(event)
+    assert isinstance(events[0], h11.Response)
+    assert all(isinstance(e, h11.Data) for e in events[1:])
+    assert b"".join(bytes(e.data) for e in events[1:]) == frame

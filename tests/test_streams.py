@@ -2,12 +2,18 @@
 
 Clients are real: httpx streaming for SSE, the `websockets` library for WebSocket, raw sockets where a
 client must misbehave (never read). Every wait is on a condition with a timeout, never a fixed sleep.
+
+The tests of delivery, order and resume run twice (the `write_path` fixture): "direct", with the fast
+path that writes live deltas straight onto uvicorn's transport (app.streams.direct), and "asgi", with the
+hub built with `direct_writes=False`, so that every frame goes through the queue and the ASGI send.
+Each checks that the path it names is the one the hub really took.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import re
 import signal
@@ -25,9 +31,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+import app.main
 from app import diff
 from app.demo.market import Market
 from app.demo.server import serve_market
+from app.streams.hub import Hub
 from tests.support import fast_settings, running_service, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -111,15 +119,18 @@ class SSEClient(Tracker):
 class WSClient:
     """One WebSocket connection: trackers by subscription id, and every message in order."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, compression: str | None = "deflate"):
         self.url = url
+        # The `websockets` default asks for permessage-deflate, which rules out the direct path (its
+        # frames are compressed per connection): the tests of both write paths pass None.
+        self.compression = compression
         self.messages: list[dict[str, Any]] = []
         self.subs: dict[str, Tracker] = {}
         self.ws: Any = None
         self.close_code: int | None = None
 
     async def run(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        async with ws_connect(self.url, max_size=None) as ws:
+        async with ws_connect(self.url, max_size=None, compression=self.compression) as ws:
             self.ws = ws
             task_status.started()
             try:
@@ -165,17 +176,38 @@ async def ready(client: httpx.AsyncClient, base: str) -> bool:
         return False
 
 
+@pytest.fixture(params=[True, False], ids=["direct", "asgi"])
+def write_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The service's hub with the fast path on (True) or off (False); the value is `direct_writes`."""
+    monkeypatch.setattr(app.main, "Hub", functools.partial(Hub, direct_writes=request.param))
+    return request.param
+
+
+def assert_write_path(hub: Hub, direct_writes: bool, kinds: set[str]) -> None:
+    """Live deltas reached the open connections of `kinds` the way the test asked: with the fast path,
+    every such connection has a direct writer and each kind got some deltas through it; without, none."""
+    assert hub.direct_writes is direct_writes
+    connections = [c for c in hub.connections if c.kind in kinds]
+    assert {c.kind for c in connections} == kinds
+    if direct_writes:
+        assert all(c.direct_writer is not None for c in connections)
+        assert all(hub.written_directly[kind] > 0 for kind in kinds), hub.written_directly
+    else:
+        assert all(c.direct_writer is None for c in hub.connections)
+        assert hub.written_directly == {"sse": 0, "ws": 0}
+
+
 # ------------------------------------------------------------------------------------------ the tests
 
 
-async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_path):
+async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_path, write_path):
     market = Market(seed=3, n_tokens=80)
     params = {"sort": "liquidity", "limit": "15"}
     async with serve_market(market, tick_interval=0.3) as upstream:
         async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), httpx.AsyncClient() as client:
             await wait_for(lambda: ready(client, base), timeout=20, message="ready")
             sse = SSEClient(client, f"{base}/api/stream?sort=liquidity&limit=15")
-            ws = WSClient(ws_url(base))
+            ws = WSClient(ws_url(base), compression=None)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(sse.run)
                 await tasks.start(ws.run)
@@ -185,10 +217,17 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
                 await ws.send({"op": "subscribe", "id": "w", "tokens": watch})
                 await wait_for(lambda: sse.rows is not None and "v" in ws.subs and "w" in ws.subs, timeout=10,
                                message="snapshots")
+                # The ingest asks the hub (wired in app.main) which tokens live views show.
+                svc = app.state.service
+                watched = list(svc.ingest._watched())
+                assert watched == svc.hub.watched() and set(watch) <= set(watched)
                 for _ in range(2):  # once at the start, once after a few more versions
                     await agrees_with_rest(client, base, params, sse)
                     await agrees_with_rest(client, base, params, ws.subs["v"])
                     await wait_for(lambda: sse.kinds().count("delta") >= 2, timeout=15, message="deltas")
+                    await wait_for(lambda: ws.subs["v"].kinds().count("delta") >= 2, timeout=15,
+                                   message="deltas")
+                assert_write_path(svc.hub, write_path, {"sse", "ws"})
                 await wait_for(lambda: "heartbeat" in sse.kinds(), timeout=5, message="a heartbeat")
                 watch_rows = ws.subs["w"]
                 assert [r["token_address"] for r in watch_rows.history[0][1]] == watch  # in the client's order
@@ -219,7 +258,7 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
             assert {m["type"] for m in ws.messages} <= {"snapshot", "delta", "heartbeat", "alert"}
 
 
-async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapshot(tmp_path):
+async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapshot(tmp_path, write_path):
     market = Market(seed=4, n_tokens=60)
     async with serve_market(market, tick_interval=0.2) as upstream:
         async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), httpx.AsyncClient() as client:
@@ -229,6 +268,7 @@ async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapsho
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(first.run)
                 await wait_for(lambda: first.kinds().count("delta") >= 1, timeout=15, message="a delta")
+                assert_write_path(app.state.service.hub, write_path, {"sse"})
                 tasks.cancel_scope.cancel()
             last_id, rows = first.ids[-1], first.rows
             epoch, seq = last_id.split(":")
@@ -257,7 +297,7 @@ async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapsho
                     assert fresh.kinds()[0] == "snapshot", bad
                     tasks.cancel_scope.cancel()
             # A WebSocket subscription resumes the same way.
-            ws = WSClient(ws_url(base))
+            ws = WSClient(ws_url(base), compression=None)
             ws.subs["r"] = Tracker()
             ws.subs["r"].rows, ws.subs["r"].seq, ws.subs["r"].epoch = rows, int(seq), epoch
             async with anyio.create_task_group() as tasks:
@@ -267,6 +307,12 @@ async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapsho
                 await wait_for(lambda: ws.messages, timeout=10, message="the first message")
                 assert ws.messages[0]["type"] == "delta" and ws.messages[0]["prev_seq"] == int(seq)
                 assert ws.messages[0]["id"] == "r"
+                # ... and then follows live: every delta applies to what it holds, on either write path.
+                tracker = ws.subs["r"]
+                await wait_for(lambda: tracker.kinds().count("delta") >= 3, timeout=15, message="live deltas")
+                view = {"sort": "volume", "window": "5m", "limit": "10"}
+                await agrees_with_rest(client, base, view, tracker)
+                assert_write_path(app.state.service.hub, write_path, {"ws"})
                 tasks.cancel_scope.cancel()
 
 
@@ -292,6 +338,10 @@ async def test_ws_commands_errors_limits_and_oversize_frames(tmp_path):
                     return ws.of(kind)[-1]
 
                 assert await reply({"op": "ping"}, "pong") == {"type": "pong"}
+                # The client negotiated permessage-deflate: no direct writes for it, only the queue.
+                assert "permessage-deflate" in ws.ws.response.headers["sec-websocket-extensions"]
+                hub = app.state.service.hub
+                assert hub.direct_writes and [c.direct_writer for c in hub.connections] == [None]
                 bad = [("not json", "invalid_json"), ("[1]", "invalid_command"), ({"op": "dance"}, "unknown_op"),
                        ({"op": "subscribe", "id": 7}, "invalid_id"),
                        ({"op": "subscribe", "id": "x", "view": {"sort": "nope"}}, "invalid_param"),
@@ -384,7 +434,8 @@ def ws_text_frame(command: dict[str, Any]) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + masked
 
 
-async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_receiving_on_time(tmp_path):
+async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_receiving_on_time(tmp_path,
+                                                                                             write_path):
     market = Market(seed=7, n_tokens=150)
     async with serve_market(market, tick_interval=0.1) as upstream:
         settings = fast_settings(upstream, heartbeat_s=0.5, data_dir=str(tmp_path))  # write timeout: 2 s
@@ -404,10 +455,12 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_recei
                                     ws_text_frame({"op": "subscribe", "id": "s", "view": {"limit": 100}}))
                 try:
                     dropped = hub.metrics.dropped_clients
+                    # Dropped (counted at once), then let go by the hub when each writer returns, a few loop
+                    # turns later: waited for together, as asserting the second at the first was racy.
                     await wait_for(lambda: dropped.labels("sse")._value.get() >= 1
-                                   and dropped.labels("ws")._value.get() >= 1,
-                                   timeout=20, message="both stalled clients closed as slow")
-                    assert len(hub.connections) == 3
+                                   and dropped.labels("ws")._value.get() >= 1 and len(hub.connections) == 3,
+                                   timeout=20, message="both stalled clients closed as slow and let go")
+                    assert len(hub.connections) == 3 and not any(c.closed for c in hub.connections)
                     stalled_for = time.monotonic() - started
                     # Meanwhile the others kept getting deltas and heartbeats (every 0.5 s) on time.
                     for other in others:
@@ -416,6 +469,7 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_recei
                         assert max(gaps) < 1.5, (max(gaps), stalled_for)
                         assert other.kinds().count("delta") >= 3
                     await agrees_with_rest(client, base, {"limit": "100"}, others[0])
+                    assert_write_path(hub, write_path, {"sse"})
                     # The stalled sockets were dropped, not left waiting for a reader that never comes.
 
                     def reset() -> bool:
@@ -436,7 +490,7 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_recei
                 tasks.cancel_scope.cancel()
 
 
-async def test_fifty_sse_clients_receive_each_delta_within_a_second_of_each_other(tmp_path):
+async def test_fifty_sse_clients_receive_each_delta_within_a_second_of_each_other(tmp_path, write_path):
     market = Market(seed=8, n_tokens=80)
     async with serve_market(market, tick_interval=0.25) as upstream:
         async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app):
@@ -460,6 +514,7 @@ async def test_fifty_sse_clients_receive_each_delta_within_a_second_of_each_othe
                         arrivals = [next(t for k, d, t in c.events if k == "delta" and d["seq"] == seq)
                                     for c in clients]
                         assert max(arrivals) - min(arrivals) < 1.0, seq
+                    assert_write_path(app.state.service.hub, write_path, {"sse"})
                     tasks.cancel_scope.cancel()
 
 

@@ -17,7 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from app import query
 from app.api.responses import JSONBytes, error
-from app.streams.hub import Connection, DirectSSE, Hub, find_server_send
+from app.streams import direct
+from app.streams.connection import Connection
+from app.streams.hub import Hub
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -64,11 +66,8 @@ class EventStream(Response):
                 return
             loop = asyncio.get_running_loop()
             watcher = loop.create_task(_watch_disconnect(receive, connection))
-            server_send = find_server_send(send)
-            if server_send is not None:
-                connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
-                connection.direct = DirectSSE.for_send(server_send)
-                send = server_send  # the response start went through the middleware; frames need not
+            # The response start went through the middleware; frames need not (and may take the fast path).
+            send = direct.attach(connection, send)
             connection.task = asyncio.current_task()
             await self._write(send, loop)
         finally:

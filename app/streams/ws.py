@@ -21,7 +21,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import query
 from app.sources.values import is_mint
-from app.streams.hub import Connection, DirectWS, Hub, find_server_send
+from app.streams import direct
+from app.streams.connection import Connection
+from app.streams.hub import Hub
 
 MAX_SUBSCRIPTIONS = 20
 MAX_WATCHLIST = 100
@@ -141,12 +143,7 @@ def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
 
 async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float,
                   scope: anyio.CancelScope) -> None:
-    send = websocket._send
-    server_send = find_server_send(send)
-    if server_send is not None:
-        connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
-        connection.direct = DirectWS.for_send(server_send)
-        send = server_send  # frames skip the middleware wrappers
+    send = direct.attach(connection, websocket._send)  # frames skip the middleware (app.streams.direct)
     connection.task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     try:

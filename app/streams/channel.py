@@ -1,0 +1,117 @@
+"""Channels and subscriptions: what each client asked for and how far it has been sent.
+
+One `Channel` per distinct view (its canonical key) or watchlist holds that view's rows at the current
+version and computes each version's payloads once for every subscriber. A `Subscription` is one client's
+interest in a channel (an SSE stream has one, with id None; a WebSocket up to 20, by id).
+
+A subscription is in one of three states:
+
+- IDLE: nothing of it is queued; a new delta is queued as is (the shared frame), or written directly
+  (app.streams.direct).
+- LIVE: one live delta is queued and not yet written; a further change switches it to SYNC.
+- SYNC: a lazily rendered item is queued (a snapshot, a resume bridge, or a catch-up: `sync` says which);
+  live deltas are skipped until the writer reaches it, and it then renders one delta from the seq the
+  client is at (`delivered`) to the channel's current version (Hub.render_sync). So a subscriber that
+  does not drain gets one merged catch-up delta, however many versions went by.
+
+`Subscription.delivered` is the seq whose view the client holds once the frames written so far have been
+applied. Heartbeat and alert frames are rendered when written, with that seq as their event id, so every
+id a client sees names a version whose view equals the client's state: resuming from any of them is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from app import diff, query
+from app.store.base import Version
+from app.streams.frames import sse_frame, ws_frame
+
+if TYPE_CHECKING:
+    from app.streams.connection import Connection
+
+# Subscription states (see above)
+IDLE, LIVE, SYNC = 0, 1, 2
+# What a queued SYNC item renders
+SNAPSHOT, CATCH_UP, RESUME = "snapshot", "catch_up", "resume"
+
+
+class Subscription:
+    __slots__ = ("id", "connection", "channel", "state", "sync", "delivered", "epoch", "beat")
+
+    def __init__(self, sub_id: str | None, connection: Connection, channel: Channel):
+        self.id = sub_id
+        self.connection = connection
+        self.channel = channel
+        self.state = IDLE
+        self.sync = SNAPSHOT
+        self.delivered = channel.version.seq  # the client's rows are those of the channel at this seq
+        self.epoch = channel.version.epoch
+        self.beat = False  # a heartbeat is queued and not yet written
+
+
+class Channel:
+    """One view (or watchlist) shared by every subscriber that asked for it."""
+
+    def __init__(self, key: str, view: query.View | None, tokens: tuple[str, ...] | None, version: Version):
+        self.key = key
+        self.view = view
+        self.tokens = tokens
+        self.version = version
+        self.rows = self.rows_at(version)
+        self.subs: dict[Subscription, None] = {}
+        self._cache: dict[Any, Any] = {}  # frames of the current version (snapshot, catch-ups)
+        self._cache_seq = version.seq
+
+    def rows_at(self, version: Version) -> list[str]:
+        if self.view is not None:
+            return diff.view_rows(version, self.view)
+        return diff.watch_rows(version, self.tokens or ())
+
+    def advance(self, version: Version, rows: list[str]) -> None:
+        self.version, self.rows = version, rows
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A value derived from the current version, computed once for every subscriber."""
+        if self._cache_seq != self.version.seq or len(self._cache) > 256:
+            self._cache.clear()
+            self._cache_seq = self.version.seq
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = make()
+            return value
+
+    def view_dict(self) -> dict[str, Any]:
+        return self.view.as_dict() if self.view is not None else {"tokens": list(self.tokens or ())}
+
+    def snapshot_payload(self) -> bytes:
+        """The snapshot of the channel's current version, encoded once per version."""
+
+        def make() -> bytes:
+            version = self.version
+            encoded = version.encoded
+            body = orjson.dumps({"epoch": version.epoch, "seq": version.seq, "view": self.view_dict()})
+            rows = b"[" + b",".join([encoded[a] for a in self.rows]) + b"]"
+            return body[:-1] + b',"rows":' + rows + b"}"
+
+        return self.cached("snapshot", make)
+
+    def bridge_payload(self, base: Version) -> bytes | None:
+        """The delta from `base` (a held version of this epoch) to the current version; None if no change."""
+
+        def make() -> bytes | None:
+            change = diff.delta(base, self.rows_at(base), self.version, self.rows)
+            return orjson.dumps(change) if change is not None else None
+
+        return self.cached(("bridge", base.seq), make)
+
+    def frame(self, connection: Connection, sub: Subscription, event: str, key: Any,
+              payload: Callable[[], bytes]) -> bytes | str:
+        """`payload()` framed for `connection`'s kind, shared by every subscriber needing the same frame."""
+        if connection.kind == "sse":
+            return self.cached((key, "sse"), lambda: sse_frame(event, self.version.tag, payload()))
+        return self.cached((key, "ws", sub.id), lambda: ws_frame(event, sub.id, payload()))

@@ -1,0 +1,161 @@
+"""An optimisation that reaches past ASGI into uvicorn's internals. Everything here is optional.
+
+Nothing in this module is needed for correctness: when the server is not what it expects, or the hub was
+built with `direct_writes=False`, every frame goes through the connection's queue and its writer's ASGI
+`send`, and tests/test_streams.py runs the delivery, order and resume tests both ways.
+
+What it does, once per stream connection (`attach`, called by the SSE response and the WebSocket writer):
+
+1. `find_server_send` looks behind the ASGI `send` Starlette passes (wrapped by each middleware) for the
+   server's own `send`: a bound method whose object holds the socket's asyncio transport. Frames are
+   then sent with it directly (the middleware only acts on the response start, which went through it),
+   and the transport lets `Connection.expire` drop a client that stopped reading (a graceful close would
+   wait forever for the peer to take the buffered bytes).
+2. When the hub allows it, a direct writer (`DirectSSE` for uvicorn's httptools HTTP protocol, `DirectWS`
+   for its websockets-sansio WebSocket protocol) lets `Hub.publish` write a live delta for an idle
+   subscriber (nothing queued, writer parked, writing not paused) straight onto the transport, framed
+   once per version exactly as uvicorn would frame it (`sse_chunk`, `ws_wire`). This saves the writer's
+   wake-up and the ASGI call per subscriber, most of the cost of fan-out (docs/BENCHMARKS.md, "Streams").
+   The queue and writer take over as soon as a client is not idle (catch-up merging, write timeout,
+   1 MiB limit).
+
+Each direct writer checks, before every write, the same protocol state uvicorn's own `send` would act on;
+when any attribute it relies on is missing (another server, another uvicorn protocol or version), `for_send`
+returns None and that connection simply uses the queue. Known cases that fall back: uvicorn's h11 HTTP
+protocol, its wsproto and legacy websockets protocols, and a WebSocket that negotiated permessage-deflate
+(which browsers and the `websockets` client ask for), since its frames are compressed per connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.streams.connection import Connection
+
+
+def attach(connection: Connection, send: Callable[..., Any]) -> Callable[..., Any]:
+    """Set up `connection` for its writer; returns the `send` the writer should use for its frames.
+
+    With uvicorn's own `send` found behind `send`: notes its transport on the connection, sets the direct
+    writer (if the hub allows direct writes and the protocol is one this module knows), and returns that
+    server `send`. Otherwise returns `send` unchanged (and a stalled write is ended by cancelling the writer).
+    """
+    server_send = find_server_send(send)
+    if server_send is None:
+        return send
+    connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
+    if connection.hub.direct_writes:
+        writer = DirectSSE if connection.kind == "sse" else DirectWS
+        connection.direct_writer = writer.for_send(server_send)
+    return server_send
+
+
+def find_server_send(send: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The server's own `send` behind an ASGI `send` wrapped by Starlette's middleware: uvicorn's bound
+    method, whose object holds the connection's asyncio transport. Or None."""
+    seen: set[int] = set()
+    todo: deque[Any] = deque([send])
+    while todo and len(seen) < 64:
+        obj = todo.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        transport = getattr(getattr(obj, "__self__", None), "transport", None)
+        if transport is not None and callable(getattr(transport, "abort", None)):
+            return obj
+        func = getattr(obj, "__func__", obj)
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if callable(value):
+                todo.append(value)
+    return None
+
+
+def sse_chunk(frame: bytes) -> bytes:
+    """An SSE frame as one HTTP/1.1 chunk, exactly as uvicorn frames a response body part."""
+    return b"%x\r\n" % len(frame) + frame + b"\r\n"
+
+
+def ws_wire(text: str) -> bytes:
+    """A text message as one unmasked, uncompressed server frame (RFC 6455 §5.2)."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + data
+    return b"\x81\x7f" + size.to_bytes(8, "big") + data
+
+
+class DirectSSE:
+    """The fast path of a live delta to an idle SSE client: its chunk straight onto the socket's transport.
+
+    The same bytes uvicorn's httptools protocol writes for a body part (`sse_chunk`), written only while
+    that protocol would write them at once itself: response streaming, chunked, connection up, writing
+    not paused. Anything else (and every other frame) goes through the queue and the writer's ASGI send.
+    """
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, cycle: Any):
+        self.cycle, self.flow, self.transport = cycle, cycle.flow, cycle.transport
+
+    @classmethod
+    def for_send(cls, server_send: Any) -> DirectSSE | None:
+        """A writer for the response `server_send` belongs to (uvicorn's RequestResponseCycle), or None."""
+        cycle = getattr(server_send, "__self__", None)
+        if all(hasattr(cycle, a) for a in ("chunked_encoding", "flow", "disconnected", "response_complete")) \
+                and cycle.chunked_encoding is True and hasattr(cycle.flow, "write_paused"):
+            return cls(cycle)
+        return None
+
+    def write(self, chunk: bytes) -> bool:
+        """Write `chunk` (an `sse_chunk`) now if uvicorn would; False if it must go through the queue."""
+        cycle = self.cycle
+        if cycle.disconnected or cycle.response_complete or self.flow.write_paused:
+            return False
+        self.transport.write(chunk)
+        return True
+
+
+class DirectWS:
+    """The same for a WebSocket served by uvicorn's websockets-sansio protocol, when no extension (such as
+    permessage-deflate, which compresses per connection) was negotiated: the frame is the same bytes for
+    every subscriber (`ws_wire`), which is what `Protocol.send_text` would serialise."""
+
+    __slots__ = ("proto", "conn", "transport", "open_state")
+
+    def __init__(self, proto: Any):
+        from websockets.protocol import State
+
+        self.proto, self.conn, self.transport, self.open_state = proto, proto.conn, proto.transport, State.OPEN
+
+    @classmethod
+    def for_send(cls, server_send: Any) -> DirectWS | None:
+        """A writer for the WebSocket `server_send` belongs to (uvicorn's protocol object), or None."""
+        proto = getattr(server_send, "__self__", None)
+        conn = getattr(proto, "conn", None)
+        if conn is None or not all(hasattr(proto, a) for a in ("writable", "close_sent", "transport")):
+            return None
+        try:
+            from websockets.protocol import Protocol
+        except ImportError:  # pragma: no cover
+            return None
+        if not isinstance(conn, Protocol) or conn.extensions:
+            return None
+        return cls(proto)
+
+    def write(self, frame: bytes) -> bool:
+        """Write `frame` (a `ws_wire`) now if uvicorn would; False if it must go through the queue."""
+        proto, conn = self.proto, self.conn
+        if proto.close_sent or not proto.writable.is_set() or conn.state is not self.open_state \
+                or conn.expect_continuation_frame or self.transport.is_closing():
+            return False
+        self.transport.write(frame)
+        return True
