@@ -35,6 +35,9 @@ log = logging.getLogger("app.ingest")
 
 # Calls each discovery round costs per source; kept out of the refresh share so discovery always fits.
 DISCOVERY_CALLS = {"dexscreener": 3, "geckoterminal": 3, "jupiter": 3}
+# GeckoTerminal token-level figures (a market cap or FDV fallback) are asked again after this long.
+GT_TOKEN_FIGURES_MAX_AGE_S = 600.0
+GT_POOLLESS_MAX_AGE_S = 60.0
 # Preference for the cycle's SOL/USD price when several upstreams gave one.
 SOL_PREFERENCE = ("jupiter", "dexscreener", "geckoterminal")
 # Daily candles: each token's at most this often, for this many of the most-watched tokens; figures older
@@ -330,12 +333,15 @@ class Ingest:
         if calls < 1:
             return
         order = self._priority(source)
-        poolless = [m for m in order if not self.tokens[m].pools][: geckoterminal.BATCH]
+        now = self._clock()
+        # Token-level figures (tokens/multi) for tokens whose pools leave market cap or FDV unknown;
+        # pool figures (pools/multi) for the rest. With a budget of ~1 call a cycle, they alternate.
+        token_level = [m for m in order if self._needs_token_figures(self.tokens[m], now)][: geckoterminal.BATCH]
         with_pools = [m for m in order if self.tokens[m].pools]
         for call in range(calls):
             now = self._clock()
-            if poolless and call == 0 and len(poolless) >= len(with_pools[: geckoterminal.BATCH]) // 2:
-                batch = poolless
+            if token_level and call == 0 and (self.cycles % 2 == 0 or not with_pools):
+                batch = token_level
                 try:
                     infos = await self._call(source, geckoterminal.tokens_multi_request(batch),
                                              lambda p: geckoterminal.parse_tokens(p, observed_at=now))
@@ -368,6 +374,24 @@ class Ingest:
                 for mint in batch:
                     self.last_refreshed[source][mint] = now
             report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
+
+    def _needs_token_figures(self, state: TokenState, now: float) -> bool:
+        """Would GeckoTerminal's token-level figures fill a gap (CONTRACT §2 fallbacks), and are ours old?
+
+        True for a token with no pool (its figures may come from GeckoTerminal alone: asked again after a
+        minute), or whose main pool and Jupiter leave market cap or FDV unknown (after ten minutes).
+        """
+        info = state.infos.get("geckoterminal")
+        age = now - info.observed_at if info is not None else float("inf")
+        main = main_pool(state)
+        if main is None:
+            return age >= GT_POOLLESS_MAX_AGE_S
+        if age < GT_TOKEN_FIGURES_MAX_AGE_S:
+            return False
+        jup = state.infos.get("jupiter")
+        no_mcap = main.market_cap_usd is None and (jup is None or jup.market_cap_usd is None)
+        no_fdv = main.fdv_usd is None and (jup is None or jup.fdv_usd is None)
+        return no_mcap or no_fdv
 
     async def _refresh_jupiter(self, report: CycleReport) -> None:
         source = "jupiter"
