@@ -61,13 +61,19 @@ class MemoryStore:
         return self.apply(upserts, removals)
 
     def apply(self, upserts: Mapping[str, Record], removals: Iterable[str] = ()) -> Version | None:
-        """The synchronous core of `commit`: compare, copy what changed, append a version."""
+        """The synchronous core of `commit`: compare, copy what changed, encode it once, append a version.
+
+        Each changed record is encoded here, once, for every reader (REST pages, stream deltas). Old
+        versions released by `_expire` free their replaced records here too: part of the cost.
+        """
         current = self._versions[-1]
         old_records = current.records
         changed: dict[str, Record] = {}
         for address, record in upserts.items():
             old = old_records.get(address)
             if old is not None:
+                # Equal but for the time stamp: no change. The stamp is swapped in, not popped, so
+                # the record keeps its key order.
                 stamp = record.get("updated_at")
                 record["updated_at"] = old.get("updated_at")
                 if record == old:
@@ -78,10 +84,11 @@ class MemoryStore:
         if not changed and not removed:
             return None
         records = dict(old_records)
+        records.update(changed)
         encoded = dict(current.encoded)
+        dumps = orjson.dumps
         for address, record in changed.items():
-            records[address] = record
-            encoded[address] = orjson.dumps(record)
+            encoded[address] = dumps(record)
         for address in removed:
             del records[address]
             del encoded[address]
