@@ -6,9 +6,10 @@ A bad value stops start-up with one line naming the variable, the value and what
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from app.model import SOURCES
@@ -47,7 +48,7 @@ class Settings:
     log_level: str = "info"
     demo: bool = False
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def base_url(self, source: str) -> str:

@@ -39,7 +39,8 @@ subscriber gets one merged delta whose `prev_seq` is the last seq it was sent.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from app import query
 from app.model import Record

@@ -24,9 +24,10 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -227,9 +228,7 @@ class SampledHistory:
         last_kept: float | None = None
         for t in self._times:
             age = now - t
-            if age > RETAIN_S:
-                drop.append(t)
-            elif age > THIN_AFTER_S and last_kept is not None and t - last_kept < KEEP_EVERY_S:
+            if age > RETAIN_S or age > THIN_AFTER_S and last_kept is not None and t - last_kept < KEEP_EVERY_S:
                 drop.append(t)
             else:
                 last_kept = t

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import httpx
 from starlette.applications import Starlette
-
-from pathlib import Path
-
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from app.api.metrics import Metrics
 from app.api.hot import HotPathMiddleware
+from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
 from app.api.rest import routes as rest_routes
 from app.config import Settings, load_settings

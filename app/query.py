@@ -19,10 +19,11 @@ import math
 import re
 import struct
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -354,7 +355,7 @@ def _timestamp(value: object) -> float | None:
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         result: float | None = parsed.timestamp()
     except ValueError:
         result = None

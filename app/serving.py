@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 
@@ -43,7 +44,7 @@ async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: 
         server.should_exit = True
         try:
             await asyncio.wait_for(task, timeout=5.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
+        except (TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
             server.force_exit = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

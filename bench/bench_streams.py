@@ -65,7 +65,7 @@ def parse_at(text: str) -> float:
 class Client(asyncio.Protocol):
     """A subscriber that records when each delta and alert arrives (raw bytes, no full parsing)."""
 
-    def __init__(self, kind: str, path: str, stats: "Stats"):
+    def __init__(self, kind: str, path: str, stats: Stats):
         self.kind, self.path, self.stats = kind, path, stats
         self.transport: asyncio.Transport | None = None
         self.tail = b""

@@ -32,7 +32,7 @@ class DemoProcess:
                     "LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT), **env}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "DemoProcess":
+    def start(self, timeout: float = 30.0) -> DemoProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "app", "--demo"], env=self.env, cwd=ROOT,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import httpx
 
 from app.config import Settings, load_settings
-from app.serving import serve_app
 from app.main import create_app
+from app.serving import serve_app
 
 T = TypeVar("T")
 

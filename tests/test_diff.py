@@ -9,7 +9,7 @@ get merged catch-up deltas), and after a resume from any held seq.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -47,7 +47,7 @@ def _stats(seed: int) -> dict[str, dict[str, Any]]:
 
 STATS = [_stats(seed) for seed in range(12)]
 AGES = [None, 0.1, 1, 5, 30]
-CREATED = [None if h is None else datetime.fromtimestamp(T0 - h * 3600, tz=timezone.utc).isoformat() for h in AGES]
+CREATED = [None if h is None else datetime.fromtimestamp(T0 - h * 3600, tz=UTC).isoformat() for h in AGES]
 
 
 @st.composite

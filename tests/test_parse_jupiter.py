@@ -232,7 +232,8 @@ def test_sol_price():
 
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)

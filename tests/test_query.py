@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -32,7 +32,7 @@ NOW = 1_800_000_000.0  # 2027-01-15
 WINDOWS = ["5m", "1h", "6h", "24h", "7d"]
 PROTOCOLS = ["Raydium", "Raydium CLMM", "PumpSwap", "Pump.fun", "Meteora DLMM", "Orca", "Lifinity V2", None]
 CREATED = [None] + [
-    datetime.fromtimestamp(NOW - hours * 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    datetime.fromtimestamp(NOW - hours * 3600, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for hours in (0.5, 1, 2, 5, 24, 24 * 7, 24 * 400)
 ] + ["2027-01-15T07:00:00.500Z"]
 FIGURES = [None, None, 0, 1, 2.5, 10, 1000, 1e6, 123456.789]

@@ -19,7 +19,7 @@ def route_label(path: str) -> str:
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: "Metrics | None" = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -94,7 +95,7 @@ def random_address(rng: random.Random, suffix: str = "") -> str:
 
 
 def iso(ts: float, ms: bool = False) -> str:
-    dt = datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.fromtimestamp(ts, UTC)
     if ms:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -505,8 +506,8 @@ class Market:
                 continue
             main = max(base.pools, key=lambda p: p.liq0)
             pc = max(base.created_at, quote.created_at) + 3600 * rng.uniform(1, 48)
-            pool = self._add_pool(base, quote, rng.choice((DEX_METEORA_DLMM, DEX_RAYDIUM_CPMM, DEX_METEORA)),
-                                  min(pc, self.created_at - 600), main.liq0 * rng.uniform(0.02, 0.15), 0.05)
+            self._add_pool(base, quote, rng.choice((DEX_METEORA_DLMM, DEX_RAYDIUM_CPMM, DEX_METEORA)),
+                           min(pc, self.created_at - 600), main.liq0 * rng.uniform(0.02, 0.15), 0.05)
             total = sum(p.share for p in base.pools)
             for p in base.pools:
                 p.share /= total

@@ -17,8 +17,9 @@ import contextlib
 import hashlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -27,7 +28,6 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from app.demo import shapes
-from app.serving import serve_app
 from app.demo.market import (
     FAULT_KINDS,
     GT_DURATIONS,
@@ -37,6 +37,7 @@ from app.demo.market import (
     Market,
     Token,
 )
+from app.serving import serve_app
 
 DS_PREFIX = "/dexscreener"
 GT_PREFIX = "/geckoterminal/api/v2"

@@ -14,8 +14,8 @@ from typing import Any
 
 from app.demo.market import (
     DS_WINDOWS,
-    GT_DEX_NAMES,
     GRADUATION_MCAP_USD,
+    GT_DEX_NAMES,
     JUP_WINDOWS,
     WINDOWS,
     ForeignItem,

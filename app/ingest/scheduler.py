@@ -16,8 +16,9 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import anyio
 

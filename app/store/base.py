@@ -8,8 +8,9 @@ replica fed by pub/sub and implements the same Protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from app.model import Record
 
