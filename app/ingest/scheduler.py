@@ -168,6 +168,8 @@ class Ingest:
 
     async def _call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any],
                     max_wait: float | None = None) -> Any:
+        """One upstream call, parsed. A body of the wrong shape counts as that source's failure (and is
+        not reused from the cache); malformed items skipped by the parser are counted for /health."""
         path, params = request
         client = self.clients[source]
         wait = self._max_wait() if max_wait is None else max_wait
@@ -177,7 +179,8 @@ class Ingest:
         except UpstreamFormatError as exc:
             client.record_format_error(exc, path, params)
             raise UpstreamError(source, f"unexpected shape on {path}: {exc}") from exc
-        skipped = getattr(parsed, "skipped", 0)
+        # A parse may return (items, something read alongside them), e.g. pools and a SOL price.
+        skipped = getattr(parsed[0] if isinstance(parsed, tuple) else parsed, "skipped", 0)
         if skipped:
             self.skipped_items[source] = self.skipped_items.get(source, 0) + skipped
             client.health.skipped_items += skipped
@@ -297,8 +300,7 @@ class Ingest:
         if calls < 1:
             return
         try:  # one call for the SOL/USD price (cached for CACHE_TTL_S like any answer)
-            payload = await self._call(source, dexscreener.tokens_request([WSOL_MINT]), lambda p: p)
-            price = dexscreener.sol_price(payload)
+            price = await self._call(source, dexscreener.tokens_request([WSOL_MINT]), dexscreener.sol_price)
             if price:
                 self._sol_quotes[source] = price
         except UpstreamError as exc:
@@ -357,18 +359,14 @@ class Ingest:
                 with_pools = with_pools[geckoterminal.BATCH:]
                 if not batch:
                     return
-                pool_ids = [max(self.tokens[m].pools.values(), key=lambda p: p.liquidity_usd or 0.0).pool_address
-                            for m in batch]
+                pool_ids = [main_pool(self.tokens[m]).pool_address for m in batch]  # type: ignore[union-attr]
                 try:
-                    payload = await self._call(source, geckoterminal.pools_multi_request(pool_ids), lambda p: p)
-                    pools = geckoterminal.parse_pools(payload, observed_at=now)
+                    pools, price = await self._call(
+                        source, geckoterminal.pools_multi_request(pool_ids),
+                        lambda p: (geckoterminal.parse_pools(p, observed_at=now), geckoterminal.sol_price_from_pools(p)))
                 except UpstreamError as exc:
                     report.errors.append(str(exc))
                     return
-                except UpstreamFormatError as exc:
-                    report.errors.append(f"{source}: {exc}")
-                    return
-                price = geckoterminal.sol_price_from_pools(payload)
                 if price:
                     self._sol_quotes[source] = price
                 self._take_pools(source, pools, now)
@@ -405,15 +403,12 @@ class Ingest:
         now = self._clock()
         price_batch = [m for m in order[: jupiter.PRICE_BATCH - 1]]
         try:
-            payload = await self._call(source, jupiter.price_request([WSOL_MINT, *price_batch]), lambda p: p)
-            prices = jupiter.parse_prices(payload, observed_at=now)
+            prices, price = await self._call(
+                source, jupiter.price_request([WSOL_MINT, *price_batch]),
+                lambda p: (jupiter.parse_prices(p, observed_at=now), jupiter.sol_price(p)))
         except UpstreamError as exc:
             report.errors.append(str(exc))
             return
-        except UpstreamFormatError as exc:
-            report.errors.append(f"{source}: {exc}")
-            return
-        price = jupiter.sol_price(payload)
         if price:
             self._sol_quotes[source] = price
         self._take_infos([p for p in prices if p.address != WSOL_MINT], now, replace_stats=False)

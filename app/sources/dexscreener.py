@@ -15,13 +15,12 @@ from app.sources.values import (
     Parsed,
     UpstreamFormatError,
     address_list,
-    count,
     is_mint,
     mapping,
     number,
-    signed,
     text,
     timestamp,
+    window_stats,
 )
 
 SOURCE = "dexscreener"
@@ -35,7 +34,6 @@ DISCOVERY_PATHS: tuple[str, ...] = (
 )
 
 # upstream window key -> model window key (m15/m30 never used)
-_WINDOWS: tuple[tuple[str, str], ...] = (("m5", "5m"), ("h1", "1h"), ("h6", "6h"), ("h24", "24h"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,22 +126,7 @@ def _pair_list(payload: object) -> list[Any]:
 
 
 def _stats(pair: dict[str, Any]) -> dict[str, WindowStats]:
-    """One WindowStats per window with at least one known figure; a window with none is absent."""
-    volume = mapping(pair.get("volume"))
-    change = mapping(pair.get("priceChange"))
-    txns = mapping(pair.get("txns"))
-    stats: dict[str, WindowStats] = {}
-    for upstream, key in _WINDOWS:
-        window_txns = mapping(txns.get(upstream))
-        window = WindowStats(
-            volume_usd=number(volume.get(upstream)),
-            price_change=signed(change.get(upstream)),
-            buys=count(window_txns.get("buys")),
-            sells=count(window_txns.get("sells")),
-        )
-        if window != WindowStats():
-            stats[key] = window
-    return stats
+    return window_stats(pair.get("volume"), pair.get("priceChange"), pair.get("txns"))
 
 
 def _observation(pair: dict[str, Any], observed_at: float) -> PoolObservation:

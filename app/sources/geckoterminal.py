@@ -17,13 +17,13 @@ from app.sources.values import (
     Parsed,
     UpstreamFormatError,
     address_list,
-    count,
     is_mint,
     mapping,
     number,
     signed,
     text,
     timestamp,
+    window_stats,
 )
 
 SOURCE = "geckoterminal"
@@ -37,7 +37,6 @@ OHLCV_MAX = 1000
 DAY = 86400.0
 
 _PREFIX = NETWORK + "_"
-_WINDOWS: tuple[tuple[str, str], ...] = (("m5", "5m"), ("h1", "1h"), ("h6", "6h"), ("h24", "24h"))
 
 Candle = tuple[float, float, float, float, float, float]
 
@@ -214,21 +213,8 @@ def _pools(payload: object) -> Iterator[_Pool | None]:
 
 
 def _pool_stats(attributes: dict[str, Any]) -> dict[str, WindowStats]:
-    volume = mapping(attributes.get("volume_usd"))
-    change = mapping(attributes.get("price_change_percentage"))
-    txns = mapping(attributes.get("transactions"))
-    stats: dict[str, WindowStats] = {}
-    for upstream, key in _WINDOWS:
-        window_txns = mapping(txns.get(upstream))
-        window = WindowStats(
-            volume_usd=number(volume.get(upstream)),
-            price_change=signed(change.get(upstream)),
-            buys=count(window_txns.get("buys")),
-            sells=count(window_txns.get("sells")),
-        )
-        if window != WindowStats():
-            stats[key] = window
-    return stats
+    return window_stats(attributes.get("volume_usd"), attributes.get("price_change_percentage"),
+                        attributes.get("transactions"))
 
 
 # ---------------------------------------------------------------------------------------------------

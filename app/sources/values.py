@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from app.model import EMPTY_STATS, WindowStats
+
 
 def number(value: object) -> float | None:
     """A finite, non-negative float, or None for anything else (null, negative, NaN, text, bool)."""
@@ -106,6 +108,31 @@ def iso(seconds: float | None) -> str | None:
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Upstream window keys -> ours; m15/m30 (GeckoTerminal) are not part of the record.
+POOL_WINDOW_KEYS: tuple[tuple[str, str], ...] = (("m5", "5m"), ("h1", "1h"), ("h6", "6h"), ("h24", "24h"))
+
+
+def window_stats(volume: object, change: object, txns: object) -> dict[str, WindowStats]:
+    """Per-window figures from the three maps both pool APIs send (`volume`, `priceChange`, `txns` on
+    DexScreener; `volume_usd`, `price_change_percentage`, `transactions` on GeckoTerminal).
+
+    A window with at least one known figure gets a WindowStats; a window with none is absent.
+    """
+    volume, change, txns = mapping(volume), mapping(change), mapping(txns)
+    stats: dict[str, WindowStats] = {}
+    for upstream, key in POOL_WINDOW_KEYS:
+        window_txns = mapping(txns.get(upstream))
+        window = WindowStats(
+            volume_usd=number(volume.get(upstream)),
+            price_change=signed(change.get(upstream)),
+            buys=count(window_txns.get("buys")),
+            sells=count(window_txns.get("sells")),
+        )
+        if window != EMPTY_STATS:
+            stats[key] = window
+    return stats
 
 
 def mapping(value: object) -> dict:
