@@ -332,23 +332,10 @@ def test_sol_price_unknown_liquidity_loses_to_known():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
-    | st.sampled_from([MINT, POOL, WSOL_MINT, USDC, "solana", "NaN", "-1", "1e400", "pumpfun"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12,
-)
+from tests.fuzzing import json_values, mutate
 
+JSON = json_values([MINT, POOL, WSOL_MINT, USDC, "solana", "NaN", "-1", "1e400", "pumpfun"])
 
-def mutate(draw, node):
-    """The node with some of its subtrees replaced by arbitrary JSON."""
-    if draw(st.integers(0, 9)) == 0:
-        return draw(JSON)
-    if isinstance(node, dict):
-        return {key: mutate(draw, value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [mutate(draw, value) for value in node]
-    return node
 
 
 @settings(max_examples=300, deadline=None)
@@ -356,7 +343,7 @@ def mutate(draw, node):
 def test_fuzz_parsers_raise_only_format_errors(data):
     payloads = [load("dexscreener_tokens_v1.json") * 2, load("dexscreener_profiles.json")]
     payloads.append({"schemaVersion": "1.0.0", "pairs": payloads[0]})
-    payload = mutate(data.draw, data.draw(st.sampled_from(payloads)))
+    payload = mutate(data.draw, data.draw(st.sampled_from(payloads)), JSON)
     for parse in (
         lambda p: ds.parse_pairs(p, NOW),
         lambda p: ds.parse_pairs(p, NOW, wanted={MINT}),

@@ -477,22 +477,10 @@ def test_rate_limit_message(payload, expected):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
-    | st.sampled_from([MINT, POOL, f"solana_{MINT}", f"solana_{WSOL_MINT}", "eth_0x1", "NaN", "-1", "pump-fun"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12,
-)
+from tests.fuzzing import json_values, mutate
 
+JSON = json_values([MINT, POOL, f"solana_{MINT}", f"solana_{WSOL_MINT}", "eth_0x1", "NaN", "-1", "pump-fun"])
 
-def mutate(draw, node):
-    if draw(st.integers(0, 9)) == 0:
-        return draw(JSON)
-    if isinstance(node, dict):
-        return {key: mutate(draw, value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [mutate(draw, value) for value in node]
-    return node
 
 
 @settings(max_examples=300, deadline=None)
@@ -504,7 +492,7 @@ def test_fuzz_parsers_raise_only_format_errors(data):
         "geckoterminal_simple_price.json",
         "geckoterminal_ohlcv_day.json",
     ]
-    payload = mutate(data.draw, load(data.draw(st.sampled_from(names))))
+    payload = mutate(data.draw, load(data.draw(st.sampled_from(names))), JSON)
     for parse in (
         lambda p: gt.parse_pools(p, NOW),
         gt.sol_price_from_pools,

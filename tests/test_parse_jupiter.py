@@ -235,28 +235,17 @@ def test_sol_price():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
-    | st.sampled_from([MINT, POOL, WSOL_MINT, "pump.fun", "NaN", "-1", "2026-01-01T00:00:00Z"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12,
-)
+from tests.fuzzing import json_values, mutate
 
+JSON = json_values([MINT, POOL, WSOL_MINT, "pump.fun", "NaN", "-1", "2026-01-01T00:00:00Z"])
 
-def mutate(draw, node):
-    if draw(st.integers(0, 9)) == 0:
-        return draw(JSON)
-    if isinstance(node, dict):
-        return {key: mutate(draw, value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [mutate(draw, value) for value in node]
-    return node
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_fuzz_parsers_raise_only_format_errors(data):
-    payload = mutate(data.draw, load(data.draw(st.sampled_from(["jupiter_tokens_v2.json", "jupiter_price_v3.json"]))))
+    name = data.draw(st.sampled_from(["jupiter_tokens_v2.json", "jupiter_price_v3.json"]))
+    payload = mutate(data.draw, load(name), JSON)
     for parse in (lambda p: jup.parse_tokens(p, NOW), lambda p: jup.parse_prices(p, NOW), jup.sol_price):
         try:
             result = parse(payload)
