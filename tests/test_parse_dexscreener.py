@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-import orjson
 import pytest
 
 from app.model import WSOL_MINT, PoolObservation, WindowStats
 from app.sources import dexscreener as ds
 from app.sources.values import UpstreamFormatError
+from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
-PAYLOADS = Path(__file__).parent / "payloads"
-MINT = "9abcDWLxLaserDogeWif1111111111111111pump"
-POOL = "7xKpPoo1DWLxSoLPumpSwap11111111111111111"
-OTHER = "4kXbMemeCatHat222222222222222222222pump"
 OTHER_POOL = "3pQrPoo1CatUSDC22222222222222222222222222"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 USDT = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
-NOW = 1_767_300_000.0
 
-
-def load(name: str):
-    return orjson.loads((PAYLOADS / name).read_bytes())
 
 
 def pair(**changes) -> dict:
@@ -31,10 +22,6 @@ def pair(**changes) -> dict:
     item.update(changes)
     return item
 
-
-def mint(i: int) -> str:
-    """A distinct valid base58 address per i (base58 has no 0)."""
-    return "Mint" + "".join("123456789A"[int(d)] for d in f"{i:03d}") + "1" * 36
 
 
 # --- requests ---------------------------------------------------------------------------------------

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-import orjson
 import pytest
 
 from app.model import WSOL_MINT, PoolObservation, TokenInfo, WindowStats
 from app.sources import geckoterminal as gt
 from app.sources.values import UpstreamFormatError
+from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
-PAYLOADS = Path(__file__).parent / "payloads"
-MINT = "9abcDWLxLaserDogeWif1111111111111111pump"
-POOL = "7xKpPoo1DWLxSoLPumpSwap11111111111111111"
-OTHER = "4kXbMemeCatHat222222222222222222222pump"
 OTHER_POOL = "3pQrPoo1CatUSDC22222222222222222222222222"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
-NOW = 1_767_300_000.0
 DAY = 86400
 
 
-def load(name: str):
-    return orjson.loads((PAYLOADS / name).read_bytes())
-
-
-def mint(i: int) -> str:
-    return "Mint" + "".join("123456789A"[int(d)] for d in f"{i:03d}") + "1" * 36
 
 
 def pools_doc() -> dict:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import orjson
 import pytest
 
 from app.model import WSOL_MINT, TokenInfo, WindowStats
 from app.sources import jupiter as jup
 from app.sources.values import UpstreamFormatError
+from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
-PAYLOADS = Path(__file__).parent / "payloads"
-MINT = "9abcDWLxLaserDogeWif1111111111111111pump"
-POOL = "7xKpPoo1DWLxSoLPumpSwap11111111111111111"
 FIRST_POOL = "Poo1AddrDWLFirst1111111111111111111111111"
-OTHER = "4kXbMemeCatHat222222222222222222222pump"
-NOW = 1_767_300_000.0
 
-
-def load(name: str):
-    return orjson.loads((PAYLOADS / name).read_bytes())
 
 
 def token(**changes) -> dict:
@@ -28,9 +18,6 @@ def token(**changes) -> dict:
     item.update(changes)
     return item
 
-
-def mint(i: int) -> str:
-    return "Mint" + "".join("123456789A"[int(d)] for d in f"{i:03d}") + "1" * 36
 
 
 # --- requests ---------------------------------------------------------------------------------------
