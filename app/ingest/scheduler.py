@@ -345,15 +345,9 @@ class Ingest:
             now = self._clock()
             if token_level and call == 0 and (self.cycles % 2 == 0 or not with_pools):
                 batch = token_level
-                try:
-                    infos = await self._call(source, geckoterminal.tokens_multi_request(batch),
-                                             lambda p: geckoterminal.parse_tokens(p, observed_at=now))
-                except UpstreamError as exc:
-                    report.errors.append(str(exc))
+                if not await self._refresh_infos(source, geckoterminal.tokens_multi_request(batch),
+                                                 geckoterminal.parse_tokens, batch, report):
                     return
-                self._take_infos(infos, now, replace_stats=True)
-                for mint in batch:
-                    self.last_refreshed[source][mint] = now
             else:
                 batch = with_pools[: geckoterminal.BATCH]
                 with_pools = with_pools[geckoterminal.BATCH:]
@@ -373,6 +367,26 @@ class Ingest:
                 for mint in batch:
                     self.last_refreshed[source][mint] = now
             report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
+
+    async def _refresh_infos(self, source: str, request: tuple[str, dict[str, Any]],
+                             parse: Callable[..., Any], batch: list[str], report: CycleReport) -> bool:
+        """Token-level figures for `batch` (GeckoTerminal tokens/multi, Jupiter search); False on failure.
+
+        Every token asked counts as refreshed, known to the source or not, so a token the source does
+        not know moves to the back of its queue instead of taking a place in every batch.
+        """
+        now = self._clock()
+        try:
+            infos = await self._call(source, request, lambda p: parse(p, observed_at=now))
+        except UpstreamError as exc:
+            report.errors.append(str(exc))
+            return False
+        self._take_infos(infos, now, replace_stats=True)
+        seen = self.last_refreshed.setdefault(source, {})
+        for mint in batch:
+            if mint in self.tokens:
+                seen[mint] = now
+        return True
 
     def _needs_token_figures(self, state: TokenState, now: float) -> bool:
         """Would GeckoTerminal's token-level figures fill a gap (CONTRACT §2 fallbacks), and are ours old?
@@ -417,14 +431,9 @@ class Ingest:
         rest = [m for m in order if m not in priced] + price_batch
         for start in range(0, min(len(rest), calls * jupiter.SEARCH_BATCH), jupiter.SEARCH_BATCH):
             batch = rest[start:start + jupiter.SEARCH_BATCH]
-            now = self._clock()
-            try:
-                infos = await self._call(source, jupiter.search_request(batch),
-                                         lambda p: jupiter.parse_tokens(p, observed_at=now))
-            except UpstreamError as exc:
-                report.errors.append(str(exc))
+            if not await self._refresh_infos(source, jupiter.search_request(batch), jupiter.parse_tokens, batch,
+                                             report):
                 return
-            self._take_infos(infos, now, replace_stats=True)
             report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
 
     # ---- merge and commit ----------------------------------------------------------------------
