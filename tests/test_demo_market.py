@@ -120,7 +120,7 @@ async def test_dexscreener_shapes(srv: RunningMarket, client: httpx.AsyncClient)
         assert p["chainId"] == "solana" and isinstance(p["pairAddress"], str)
         assert isinstance(p["priceNative"], str) and is_decimal_str(p["priceNative"])
         assert p["priceUsd"] is None or is_decimal_str(p["priceUsd"])
-        for w, tx in p["txns"].items():
+        for _w, tx in p["txns"].items():
             assert type(tx["buys"]) is int and type(tx["sells"]) is int
         assert all(is_num(v) for v in p["volume"].values())
         assert all(is_num(v) for v in p["priceChange"].values())

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.model import WSOL_MINT, PoolObservation, WindowStats
 from app.sources import dexscreener as ds
 from app.sources.values import UpstreamFormatError
+from tests.fuzzing import json_values, mutate
 from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
 OTHER_POOL = "3pQrPoo1CatUSDC22222222222222222222222222"
@@ -316,10 +319,7 @@ def test_sol_price_unknown_liquidity_loses_to_known():
 
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
-from tests.fuzzing import json_values, mutate
 
 JSON = json_values([MINT, POOL, WSOL_MINT, USDC, "solana", "NaN", "-1", "1e400", "pumpfun"])
 

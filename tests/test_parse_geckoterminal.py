@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.model import WSOL_MINT, PoolObservation, TokenInfo, WindowStats
 from app.sources import geckoterminal as gt
 from app.sources.values import UpstreamFormatError
+from tests.fuzzing import json_values, mutate
 from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
 OTHER_POOL = "3pQrPoo1CatUSDC22222222222222222222222222"
@@ -462,10 +465,7 @@ def test_rate_limit_message(payload, expected):
 
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
-from tests.fuzzing import json_values, mutate
 
 JSON = json_values([MINT, POOL, f"solana_{MINT}", f"solana_{WSOL_MINT}", "eth_0x1", "NaN", "-1", "pump-fun"])
 

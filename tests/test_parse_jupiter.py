@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.model import WSOL_MINT, TokenInfo, WindowStats
 from app.sources import jupiter as jup
 from app.sources.values import UpstreamFormatError
+from tests.fuzzing import json_values, mutate
 from tests.samples import MINT, NOW, OTHER, POOL, load, mint
 
 FIRST_POOL = "Poo1AddrDWLFirst1111111111111111111111111"
@@ -219,10 +222,7 @@ def test_sol_price():
 
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
-from tests.fuzzing import json_values, mutate
 
 JSON = json_values([MINT, POOL, WSOL_MINT, "pump.fun", "NaN", "-1", "2026-01-01T00:00:00Z"])
 

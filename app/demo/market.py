@@ -310,7 +310,7 @@ class Market:
                            liq, share, basis=1.0 + self.rng.uniform(-0.0005, 0.0005))
         self.sol.activity = self.sol.base_activity = 250_000.0  # USD per minute
 
-        for i in range(n_tokens):
+        for _ in range(n_tokens):
             self._make_token(t0, initial=True)
         self._quote_side_pairs()
         self._special_visibility()
