@@ -80,11 +80,13 @@ def test_help_lists_the_flags_and_every_environment_variable():
     for flag in ("--host", "--port", "--demo"):
         assert flag in result.stdout
     readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "API.md").read_text()
     variables = config_variables()
     assert {"HOST", "PORT", "DEMO", "CORS_ORIGINS", "LOG_FORMAT", "DATA_DIR"} <= set(variables)
     for name in variables + ["WEB_CONCURRENCY", "LEADER_TTL_S"]:
         assert re.search(rf"\b{name}\b", result.stdout), f"--help does not mention {name}"
         assert f"`{name}`" in readme, f"README's configuration table does not mention {name}"
+        assert f"`{name}`" in reference, f"docs/API.md's configuration table does not mention {name}"
 
 
 @pytest.mark.parametrize("env", [

@@ -32,6 +32,13 @@ VIEW = {"sort": "volume", "window": "5m", "limit": "8"}
 pytestmark = pytest.mark.timeout(90)
 
 
+def api_md_block(heading: str, language: str) -> str:
+    """The first ```<language> block after `heading` in docs/API.md: the copy-paste examples must run."""
+    text = (ROOT / "docs" / "API.md").read_text()
+    after = text[text.index(heading):]
+    return after.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
 def load_bot() -> Any:
     spec = importlib.util.spec_from_file_location("ws_bot", EXAMPLES / "ws_bot.py")
     module = importlib.util.module_from_spec(spec)
@@ -123,6 +130,27 @@ def test_ws_bot_keeps_the_view_rest_answers_across_a_restart(tmp_path):
     assert len(compared) >= 5, (compared, [(line["epoch"], line["seq"]) for line in lines])
 
 
+def test_api_md_python_bot_runs(tmp_path):
+    script = tmp_path / "bot.py"
+    script.write_text(api_md_block("### A Python bot over the WebSocket", "python"))
+    service = DemoProcess(tmp_path / "data").start()
+    bot = subprocess.Popen([sys.executable, str(script), service.url.replace("http", "ws") + "/ws"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seqs = []
+    try:
+        for line in bot.stdout:  # "<seq> <rows> (<ticker>, <5m change>)"; blocks until the next one
+            seq, count = line.split()[:2]
+            assert count == "10", line
+            seqs.append(int(seq))
+            if len(seqs) == 4:
+                break
+    finally:
+        bot.kill()
+        bot.wait()
+        service.stop()
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4, seqs  # a snapshot, then deltas applied
+
+
 # ------------------------------------------------------------------------------ the page, in Chromium
 
 
@@ -154,7 +182,10 @@ def test_page_on_another_origin_reads_rest_and_sse(tmp_path):
     chromium = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
-    site = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(EXAMPLES)))
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    shutil.copy(EXAMPLES / "page.html", site_dir / "page.html")
+    site = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(site_dir)))
     threading.Thread(target=site.serve_forever, daemon=True).start()
     service = DemoProcess(tmp_path / "data").start()
     page_url = f"http://localhost:{site.server_port}/page.html?api={service.url}&sort=txns&window=5m&limit=12"
@@ -189,6 +220,15 @@ def test_page_on_another_origin_reads_rest_and_sse(tmp_path):
                      return 'never at the same seq';
                    }""")
             assert result == "same"
+            assert not errors, errors
+
+            # docs/API.md's browser snippet, on the same other origin
+            snippet = api_md_block("### A browser page", "html").replace("http://localhost:8000", service.url)
+            (site_dir / "snippet.html").write_text(f'<!doctype html><link rel="icon" href="data:,">{snippet}')
+            page.goto(f"http://localhost:{site.server_port}/snippet.html", timeout=15_000)
+            first = page.wait_for_function("() => view.seq >= 0 && view.seq", timeout=20_000).json_value()
+            page.wait_for_function("(seq) => view.seq > seq", arg=first, timeout=20_000)
+            assert page.locator("#rows tr").count() == 20
             assert not errors, errors
             browser.close()
     finally:
