@@ -102,12 +102,30 @@ def level_number(level: str) -> int:
     return TRACE if level == "trace" else getattr(logging, level.upper())
 
 
+def operator_configured() -> bool:
+    """Whether logging was set up by someone else than uvicorn's defaults (`uvicorn --log-config`, an
+    embedding program): then the service leaves it alone."""
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in UVICORN_LOGGERS)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler.formatter, (TextFormatter, JsonFormatter)):
+                continue  # ours, from an earlier call
+            if logger is logging.getLogger() or not isinstance(handler.formatter, (DefaultFormatter, AccessFormatter)):
+                return True
+    return False
+
+
 def configure(level: str = "info", fmt: str = "text", *, cli: bool = True) -> None:
     """Send every log line (the service's, uvicorn's, the libraries') to stderr in one format.
 
     `cli` is True under `python -m app` (hints name PORT/HOST; uvicorn's life-cycle lines only at debug) and
-    False under `uvicorn app.main:app` (hints name uvicorn's flags). Safe to call more than once.
+    False under `uvicorn app.main:app` (hints name uvicorn's flags; a logging setup of the operator's own,
+    such as `--log-config`, is left as it is). Safe to call more than once.
     """
+    if not cli and operator_configured():
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -145,7 +145,7 @@ async def run(args: argparse.Namespace) -> int:
                         updates += 1
                         if args.updates and updates >= args.updates:
                             return 0
-        except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
+        except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
             print(f"connection lost ({exc.__class__.__name__}); reconnecting in {backoff:.1f} s", file=sys.stderr)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)

@@ -190,3 +190,20 @@ def test_uvicorn_start_command_runs_the_demo_with_the_same_log_format_and_json_l
     entries = [json.loads(line) for line in process.lines]  # every line is one JSON object
     assert {"time", "level", "logger", "message"} <= set(entries[0])
     assert any(e["message"] == f"listening on http://127.0.0.1:{port}" and e["level"] == "info" for e in entries)
+
+
+def test_uvicorn_log_config_of_the_operator_is_left_alone(tmp_path):
+    config = {"version": 1, "disable_existing_loggers": False,
+              "formatters": {"mine": {"format": "MINE|%(levelname)s|%(name)s|%(message)s"}},
+              "handlers": {"err": {"class": "logging.StreamHandler", "formatter": "mine", "stream": "ext://sys.stderr"}},
+              "root": {"handlers": ["err"], "level": "INFO"},
+              "loggers": {"uvicorn": {"handlers": [], "propagate": True}}}
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    port = free_port()
+    process = start_demo(UVICORN + ["--port", str(port), "--log-config", str(tmp_path / "log.json")], tmp_path, port,
+                         DEMO="1")
+    try:
+        process.wait_line(lambda line: line.startswith("MINE|INFO|app|tokenstream"))
+        process.wait_line(lambda line: line.startswith("MINE|INFO|uvicorn.error|Uvicorn running on"))
+    finally:
+        process.stop()
