@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ALLOW_METHODS = b"GET, HEAD, OPTIONS"
 EXPOSE_HEADERS = b"ETag, Retry-After"
 MAX_AGE = b"600"
-_TOKEN_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class CorsPolicy:
         return cls(any_origin="*" in origins, origins=frozenset(o for o in origins if o != "*"))
 
     def allows(self, origin: str) -> bool:
-        return self.any_origin or normalise(origin) in self.origins
+        # As browsers send it, an origin is usually already normal: the set lookup alone answers.
+        return self.any_origin or origin in self.origins or normalise(origin) in self.origins
 
 
 def normalise(origin: str) -> str:
@@ -58,7 +59,7 @@ def normalise(origin: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
-def same_origin(origin: str, host_header: str | None) -> bool:
+def same_origin(origin: str, host_header: str) -> bool:
     """Whether the page's origin is the service itself (its Host header, as the browser addressed it)."""
     if not host_header:
         return False
@@ -79,29 +80,26 @@ class CorsMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        origin = host = request_method = request_headers = None
+        raw = None
         for name, value in scope["headers"]:
             if name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"access-control-request-method":
-                request_method = value
-            elif name == b"access-control-request-headers":
-                request_headers = value
-        if origin is None:
+                raw = value
+                break
+        if raw is None:  # not a browser's cross-site request: nothing to do (the common case, one scan)
             await self.app(scope, receive, send)
             return
+        origin = raw.decode("latin-1")
         policy = self._policy(scope)
         allowed = policy.allows(origin)
         if kind == "websocket":
-            if allowed or same_origin(origin, host):
+            if allowed or same_origin(origin, _header(scope, b"host")):
                 await self.app(scope, receive, send)
             else:
                 await _refuse_websocket(scope, receive, send, origin)
             return
-        if scope["method"] == "OPTIONS" and request_method is not None:
-            await _preflight(send, origin, allowed or same_origin(origin, host), policy, request_headers)
+        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+            allowed = allowed or same_origin(origin, _header(scope, b"host"))
+            await _preflight(send, origin, allowed, policy, _header(scope, b"access-control-request-headers"))
             return
         if not allowed:
             await self.app(scope, receive, send)
@@ -124,6 +122,13 @@ class CorsMiddleware:
         return self.policy
 
 
+def _header(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value.decode("latin-1")
+    return ""
+
+
 def _allow_headers(origin: str, policy: CorsPolicy) -> list[tuple[bytes, bytes]]:
     if policy.any_origin:
         return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", EXPOSE_HEADERS)]
@@ -136,7 +141,7 @@ def _error_body(origin: str) -> bytes:
                                    f"origin {origin[:200]} is not allowed by CORS_ORIGINS", "param": None}})
 
 
-async def _preflight(send: Send, origin: str, allowed: bool, policy: CorsPolicy, requested: bytes | None) -> None:
+async def _preflight(send: Send, origin: str, allowed: bool, policy: CorsPolicy, requested: str) -> None:
     if not allowed:
         body = _error_body(origin)
         await send({"type": "http.response.start", "status": 403, "headers": [
@@ -148,7 +153,7 @@ async def _preflight(send: Send, origin: str, allowed: bool, policy: CorsPolicy,
     if requested and set(requested) <= _TOKEN_CHARS:
         # Headers a page may send (Last-Event-ID on an EventSource reconnect, If-None-Match, ...): none is
         # sensitive here, so whatever is asked for is allowed.
-        headers.append((b"access-control-allow-headers", requested))
+        headers.append((b"access-control-allow-headers", requested.encode("latin-1")))
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
