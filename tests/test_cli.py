@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (CRITICAL|ERROR|WARNING|INFO|DEBUG|TRACE) +[\w.]+: \S")
 UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app"]
 PYTHON_M_APP = [sys.executable, "-m", "app"]
+PUBLIC_VARIABLES = ("HOST", "PORT", "DEMO", "DEXSCREENER_URL", "GECKOTERMINAL_URL", "JUPITER_URL", "JUPITER_API_KEY",
+                    "SOURCES", "RATE_LIMITS", "REFRESH_INTERVAL_S", "DISCOVERY_INTERVAL_S", "CACHE_TTL_S", "MAX_TOKENS",
+                    "STORE", "REDIS_URL", "WEB_CONCURRENCY", "LEADER_TTL_S", "CORS_ORIGINS", "DATA_DIR",
+                    "ALERT_PRICE_PCT", "ALERT_VOLUME_X", "HEARTBEAT_S", "MAX_CONNECTIONS", "LOG_LEVEL", "LOG_FORMAT")
 FAST = {"REFRESH_INTERVAL_S": "1", "DISCOVERY_INTERVAL_S": "5", "CACHE_TTL_S": "0",
         "RATE_LIMITS": "dexscreener=300,geckoterminal=60,jupiter=120"}
 
@@ -86,6 +90,7 @@ def test_help_lists_the_flags_and_every_environment_variable():
     for name in variables + ["WEB_CONCURRENCY", "LEADER_TTL_S"]:
         assert re.search(rf"\b{name}\b", result.stdout), f"--help does not mention {name}"
         assert f"`{name}`" in readme, f"README's configuration table does not mention {name}"
+    for name in PUBLIC_VARIABLES:  # the users' reference lists every setting a client can notice
         assert f"`{name}`" in reference, f"docs/API.md's configuration table does not mention {name}"
 
 
