@@ -1,37 +1,27 @@
-"""CLI: `python -m app [--demo]` serves on HOST:PORT with uvicorn."""
+"""`python -m app [--host H] [--port P] [--demo]` serves on HOST:PORT with uvicorn (`--help` lists the settings)."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
 import uvicorn
 
-from app.config import ConfigError, load_settings
+from app import cli, logs
 from app.main import create_app
 from app.serving import tune_gc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Solana meme-coin market data service")
-    parser.add_argument("--demo", action="store_true",
-                        help="serve a simulated market on loopback instead of the live upstreams (works offline)")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    settings = settings.with_(demo=args.demo)
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = cli.from_args(argv)  # a bad flag or setting ends here, in one line
+    logs.configure(settings.log_level, settings.log_format, cli=True)
+    cli.check_listen(settings.host, settings.port)  # a taken port too, before anything starts
     tune_gc()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # app.logs has set up every logger, uvicorn's included
         access_log=False,
         timeout_graceful_shutdown=3,
         lifespan="on",

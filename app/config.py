@@ -5,7 +5,9 @@ A bad value stops start-up with one line naming the variable, the value and what
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +20,7 @@ T = TypeVar("T")
 
 DEFAULT_RATE_LIMITS = {"dexscreener": 300, "geckoterminal": 10, "jupiter": 30}
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,9 @@ class Settings:
     max_connections: int = 10000
     log_level: str = "info"
     demo: bool = False
+    # Start-up, logs and browsers (deploy / CORS)
+    log_format: str = "text"
+    cors_origins: tuple[str, ...] = ("*",)  # "*" (any origin), or normalised scheme://host[:port] origins
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -75,7 +81,10 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Settings from `environ` (default: os.environ plus .env). Raises ConfigError on the first bad value."""
-    env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+    try:
+        env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{dotenv} could not be read: {exc}") from None
     env.update(os.environ if environ is None else environ)
 
     def get(name: str, parse: Callable[[str], T], default: T, allowed: str) -> T:
@@ -90,7 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
 
     sources = get("SOURCES", _sources, SOURCES, f"a non-empty comma list of {', '.join(SOURCES)}")
     settings = Settings(
-        host=get("HOST", _text, "0.0.0.0", "a host name or address"),
+        host=get("HOST", _host, "0.0.0.0", "a host name or IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
         port=get("PORT", _int_range(0, 65535), 8000, "an integer from 0 to 65535"),
         dexscreener_url=get("DEXSCREENER_URL", _url, Settings.dexscreener_url, "an http(s) URL without a trailing slash"),
         geckoterminal_url=get("GECKOTERMINAL_URL", _url, Settings.geckoterminal_url, "an http(s) URL without a trailing slash"),
@@ -111,6 +120,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         heartbeat_s=get("HEARTBEAT_S", _positive, 15.0, "a number of seconds > 0"),
         max_connections=get("MAX_CONNECTIONS", _int_range(1, 10_000_000), 10000, "a positive integer"),
         log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info", " or ".join(LOG_LEVELS)),
+        # Start-up, logs and browsers (deploy / CORS): DEMO for platforms that only take a start command.
+        demo=get("DEMO", _flag, False, "1 or 0 (also true/false, yes/no, on/off)"),
+        log_format=get("LOG_FORMAT", _choice(*LOG_FORMATS), "text", " or ".join(LOG_FORMATS)),
+        cors_origins=_cors_origins(env.get("CORS_ORIGINS")),
     )
     if settings.store == "redis" and not settings.redis_url:
         raise ConfigError("STORE='redis' is invalid: expected REDIS_URL to be set as well")
@@ -126,6 +139,59 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
 
 def _text(raw: str) -> str:
     return raw
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host(raw: str) -> str:
+    """An IP address (IPv6 with or without brackets) or an RFC 1123 host name: not a URL, not host:port."""
+    bare = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    name = raw.removesuffix(".")
+    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError
+    return raw
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?")
+
+
+def _cors_origins(raw: str | None) -> tuple[str, ...]:
+    """CORS_ORIGINS: unset means any origin ("*"); set but empty means none; else a comma list of
+    `*` or scheme://host[:port] origins, normalised (lower case, default ports dropped) for exact matching."""
+    if raw is None:
+        return ("*",)
+    origins: list[str] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == "*":
+            return ("*",)
+        match = _ORIGIN.fullmatch(item.rstrip("/"))
+        if match is None:
+            raise ConfigError(f"CORS_ORIGINS={raw!r} is invalid: expected * or a comma list of origins such as "
+                              f"https://example.com or http://localhost:3000 (scheme, host and port only; "
+                              f"{item!r} is not one)")
+        scheme, host, port = match.group(1), match.group(2).lower(), match.group(3)
+        default = "443" if scheme == "https" else "80"
+        origin = f"{scheme}://{host}" + (f":{int(port)}" if port and port != default else "")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from app.api.cors import CorsMiddleware
 from app.api.hot import HotPathMiddleware
 from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         current = settings or load_settings()
         origin = origin_of(current)  # what saved state must come from (before --demo rewrites the URLs)
+        log.info("%s", describe(current))  # the first line says what this process serves
         async with contextlib.AsyncExitStack() as stack:
             if current.demo:
                 from app.demo.market import Market
@@ -116,7 +119,8 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
         Route("/api/stream", stream, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware),
+    cors = Middleware(CorsMiddleware, origins=settings.cors_origins if settings is not None else None)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[cors, Middleware(MetricsMiddleware),
                                                                           Middleware(HotPathMiddleware)])
 
 
@@ -125,4 +129,28 @@ async def page(request: Request) -> Response:
     return FileResponse(PAGE, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
 
-app = create_app()
+def describe(settings: Settings) -> str:
+    """One line: what the service is about to serve, and from what."""
+    upstreams = "the simulated market (demo)" if settings.demo else ", ".join(settings.sources)
+    try:
+        name = f"tokenstream {version('tokenstream')}"
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        name = "tokenstream"
+    return f"{name}: serving {upstreams}; {settings.store} store; DATA_DIR {settings.data_dir}"
+
+
+def __getattr__(name: str) -> Starlette:
+    """`uvicorn app.main:app`: the app configured from the environment, built on first access.
+
+    Reading the settings here, when uvicorn imports the app (before it binds or starts the lifespan), lets a
+    bad setting end the process with one line instead of a traceback, and puts uvicorn's log lines in the
+    service's format (app.logs).
+    """
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from app import cli, logs
+
+    settings = cli.settings_or_exit()
+    logs.configure(settings.log_level, settings.log_format, cli=False)
+    built = globals()["app"] = create_app(settings)
+    return built

@@ -18,6 +18,10 @@ class EmbeddedServer(uvicorn.Server):
     def capture_signals(self):  # type: ignore[override]
         yield
 
+    def _log_started_message(self, listeners: Any) -> None:
+        """Silent: an embedded server (the demo market, a test's) is not where the service listens, and its
+        "Uvicorn running on" line would pass for the service's own (app.logs)."""
+
 
 @contextlib.asynccontextmanager
 async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "on",

@@ -20,6 +20,7 @@ def test_defaults_match_the_contract():
     assert (s.refresh_interval_s, s.discovery_interval_s, s.cache_ttl_s) == (10, 60, 30)
     assert (s.max_tokens, s.store, s.data_dir) == (2000, "memory", "./data")
     assert (s.alert_price_pct, s.alert_volume_x, s.heartbeat_s, s.max_connections) == (5, 3, 15, 10000)
+    assert (s.demo, s.cors_origins, s.log_format, s.log_level) == (False, ("*",), "text", "info")
 
 
 def test_values_are_parsed():
@@ -35,7 +36,9 @@ def test_values_are_parsed():
     ("PORT", "eighty"), ("PORT", "70000"), ("SOURCES", ""), ("SOURCES", "dexscreener,birdeye"),
     ("RATE_LIMITS", "jupiter=0"), ("RATE_LIMITS", "jupiter"), ("REFRESH_INTERVAL_S", "-1"),
     ("STORE", "postgres"), ("DEXSCREENER_URL", "https://api.dexscreener.com/"), ("LOG_LEVEL", "loud"),
-    ("MAX_TOKENS", "0"), ("REDIS_URL", "http://x"),
+    ("MAX_TOKENS", "0"), ("REDIS_URL", "http://x"), ("HOST", "http://0.0.0.0"), ("HOST", "0.0.0.0:8000"),
+    ("HOST", "my host"), ("HOST", "-bad-.example"), ("DEMO", "sure"), ("LOG_FORMAT", "xml"),
+    ("CORS_ORIGINS", "example.com"),
 ])
 def test_bad_value_is_one_line_naming_variable_and_value(name, value):
     env = {name: value}
@@ -74,3 +77,29 @@ def test_cli_stops_with_one_line_for_a_bad_value(tmp_path):
 def test_store_redis_is_refused_clearly_until_the_backend_exists():
     with pytest.raises(ConfigError, match="STORE='redis'.*not in this version"):
         load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"}, dotenv=None)
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("0.0.0.0", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("::", "::"), ("[::1]", "::1"), ("localhost", "localhost"),
+    ("my-host.internal", "my-host.internal"),
+])
+def test_host_takes_addresses_and_host_names(value, expected):
+    assert load_settings({"HOST": value}, dotenv=None).host == expected
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                            ("0", False), ("false", False), ("", False)])
+def test_demo_flag(value, expected):
+    assert load_settings({"DEMO": value}, dotenv=None).demo is expected
+
+
+def test_log_format_json():
+    assert load_settings({"LOG_FORMAT": "JSON"}, dotenv=None).log_format == "json"
+
+
+def test_an_unreadable_dotenv_is_one_line(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"PORT=\xff\xfe8000\n")  # not UTF-8
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, dotenv=dotenv)
+    assert "\n" not in str(info.value) and ".env could not be read" in str(info.value)

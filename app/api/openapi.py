@@ -27,7 +27,7 @@ def _window_stats() -> dict[str, Any]:
 
 TOKEN = {
     "type": "object",
-    "description": "One token, keyed by its mint (CONTRACT §2). Unknown figures are null, never 0.",
+    "description": "One token, keyed by its mint (docs/API.md §2). Unknown figures are null, never 0.",
     "required": ["token_address", "token_name", "token_ticker", "price_sol", "market_cap_sol", "volume_sol",
                  "liquidity_sol", "transaction_count", "price_1hr_change", "protocol", "price_usd",
                  "market_cap_usd", "fdv_usd", "liquidity_usd", "pair_address", "created_at", "image_url",
@@ -156,7 +156,8 @@ def build_spec() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Solana meme-coin token stream", "version": "0.1.0",
                  "description": "Merged DexScreener, GeckoTerminal and Jupiter data per mint: REST snapshots, "
-                                "SSE at /api/stream and WebSocket at /ws (see CONTRACT.md §5-6)."},
+                                "SSE at /api/stream and WebSocket at /ws. The reference for every figure, view, "
+                                "message, resume and limit is docs/API.md in the project's repository."},
         "paths": {
             "/api/tokens": {"get": {
                 "summary": "A view of the tracked tokens",

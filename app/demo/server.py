@@ -749,10 +749,11 @@ async def serve_market(
     local_images: bool = True,
 ) -> AsyncIterator[RunningMarket]:
     """Serve `market` with uvicorn in the running event loop; tick it every `tick_interval` seconds."""
-    # log_config/log_level None: uvicorn's Config would otherwise reconfigure the process-wide "uvicorn.*"
-    # loggers, which the host service's own uvicorn shares.
+    # log_config/log_level None, access_log True: uvicorn's Config would otherwise reconfigure (or silence)
+    # the process-wide "uvicorn.*" loggers, which the host service's own uvicorn shares; QuietProtocol keeps
+    # the market's own requests out of the access log.
     async with serve_app(create_market_app(market), host=host, port=port, lifespan="off", log_config=None,
-                         log_level=None, http=_quiet_http_protocol()) as base_url:
+                         log_level=None, access_log=True, http=_quiet_http_protocol()) as base_url:
         running = RunningMarket(market=market, host=host, port=int(base_url.rsplit(":", 1)[1]))
         if local_images:
             market.image_base = running.base_url + "/img"

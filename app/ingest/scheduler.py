@@ -108,6 +108,7 @@ class Ingest:
         self._history_due = history is not None
         # snapshots and restart
         self._snapshot_tag: str | None = None
+        self._restored_success: float | None = None  # when the restored snapshot's data was last refreshed
         self._snapshot_at = clock()
         self._restored: dict[str, float] = {}  # address -> restored at, until refreshed
 
@@ -631,7 +632,9 @@ class Ingest:
             log.exception("snapshot: saving failed")
 
     def _snapshot_extra(self) -> dict[str, Any]:
-        return {"candles": {address: [at, figures] for address, (at, figures) in self._candles.items()}}
+        # last_success: how old the saved data really is, for /health's age_s after a restart.
+        return {"candles": {address: [at, figures] for address, (at, figures) in self._candles.items()},
+                "last_success": self.last_success()}
 
     def restore(self) -> bool:
         """Before the first cycle: put the saved snapshot in the store (a new epoch: the version history
@@ -655,14 +658,22 @@ class Ingest:
                 self._candles[address] = (at, dict(figures) if isinstance(figures, dict) else None)
                 self._candle_next[address] = at + CANDLE_EVERY_S
                 self._apply_seven_day(address, now)
-        log.info("restored %d records saved at %s (epoch %s)", len(snapshot.records), snapshot.saved_at,
-                 version.epoch)
+        # The data is as old as its last successful refresh before the save (older snapshots: the save).
+        saved_at = snapshot.saved_at if isinstance(snapshot.saved_at, (int, float)) else None
+        saved_success = snapshot.extra.get("last_success") if isinstance(snapshot.extra, dict) else None
+        data_at = saved_success if isinstance(saved_success, (int, float)) else saved_at
+        self._restored_success = float(data_at) if data_at is not None else None
+        log.info("restored %d records saved at %s, data from %s (epoch %s)", len(snapshot.records),
+                 iso(saved_at), iso(self._restored_success), version.epoch)
         return True
 
     # ---- state for /health -------------------------------------------------------------------
 
     def last_success(self) -> float | None:
+        """The latest successful upstream call; after a restart, at least the restored data's own time."""
         times = [c.health.last_success for c in self.clients.values() if c.health.last_success is not None]
+        if self._restored_success is not None:
+            times.append(self._restored_success)
         return max(times) if times else None
 
 
