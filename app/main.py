@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hot import HotPathMiddleware
 from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
@@ -116,8 +117,8 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
         Route("/api/stream", stream, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware),
-                                                                          Middleware(HotPathMiddleware)])
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                     middleware=[Middleware(MetricsMiddleware), Middleware(HotPathMiddleware)])
 
 
 async def page(request: Request) -> Response:
