@@ -14,9 +14,10 @@ A delta `{"epoch", "seq", "prev_seq", "upsert", "remove", "order"?}` takes a vie
 `prev_seq` to its rows at `seq`:
 
 - `remove`: addresses that were in the view at `prev_seq` and are not at `seq`;
-- `upsert`: for a row new to the view, the whole record; for a row that stays, `token_address` and every
-  top-level field whose value changed (a changed figure inside `stats` sends the whole `stats` object);
-  rows that did not change are absent;
+- `upsert`: for a row new to the view, the whole record; for a row that stays, `token_address` and only
+  what changed, at the finest level: a changed top-level figure, and inside `stats` only the windows that
+  changed and in each only the figures that changed. A client applies an item as a deep merge of objects
+  into its row (`apply` below); rows that did not change are absent;
 - `order`: present exactly when the order or the membership changed: every address of the view at
   `seq`, in view order. When it is absent, the order is the previous one less the removed rows.
 
@@ -59,12 +60,33 @@ def watch_rows(version: Version, tokens: Sequence[str]) -> list[str]:
 
 
 def changed_fields(old: Record, new: Record) -> dict[str, Any]:
-    """`token_address` and every top-level field whose value changed."""
-    fields: dict[str, Any] = {"token_address": new["token_address"]}
-    for key, value in new.items():
-        if old.get(key) != value:
-            fields[key] = value
+    """`token_address` and what changed, at the finest level: nested objects carry only their changed keys.
+
+    The unchanged part of a busy row (most of `stats`, the name, the image) is most of its bytes, and
+    every subscriber of the view pays for them once per version: a delta sends the difference only.
+    """
+    fields = _changed(old, new)
+    fields["token_address"] = new["token_address"]
     return fields
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `new` whose values differ from `old`'s; a nested object is compared key by key."""
+    out: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key, _MISSING)
+        if before == value:
+            continue
+        if type(value) is dict and type(before) is dict:
+            inner = _changed(before, value)
+            if inner:
+                out[key] = inner
+        else:
+            out[key] = value
+    return out
+
+
+_MISSING = object()
 
 
 def delta(old: Version, old_rows: list[str], new: Version, new_rows: list[str]) -> dict[str, Any] | None:
@@ -100,14 +122,24 @@ def snapshot(version: Version, rows: list[str], view: dict[str, Any]) -> dict[st
             "rows": [version.records[address] for address in rows]}
 
 
+def deep_merge(target: dict[str, Any], item: dict[str, Any]) -> None:
+    """Merge `item` into `target` in place: objects key by key, any other value (null included) replaces."""
+    for key, value in item.items():
+        current = target.get(key)
+        if type(value) is dict and type(current) is dict:
+            current = target[key] = dict(current)
+            deep_merge(current, value)
+        else:
+            target[key] = value
+
+
 def apply(rows: list[Record], change: dict[str, Any]) -> list[Record]:
     """What a client does with a delta (used by tests and documented for users)."""
     by_address = {row["token_address"]: dict(row) for row in rows}
     for address in change.get("remove", ()):
         by_address.pop(address, None)
     for item in change.get("upsert", ()):
-        current = by_address.setdefault(item["token_address"], {})
-        current.update(item)
+        deep_merge(by_address.setdefault(item["token_address"], {}), item)
     if "order" in change:
         order = change["order"]
     else:

@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.api.cors import CorsMiddleware
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hot import HotPathMiddleware
 from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
@@ -120,8 +121,8 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     cors = Middleware(CorsMiddleware, origins=settings.cors_origins if settings is not None else None)
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[cors, Middleware(MetricsMiddleware),
-                                                                          Middleware(HotPathMiddleware)])
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                     middleware=[cors, Middleware(MetricsMiddleware), Middleware(HotPathMiddleware)])
 
 
 async def page(request: Request) -> Response:

@@ -129,6 +129,24 @@ def wire(body: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(body))
 
 
+def merged(row: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """A client's deep merge (CONTRACT §5), written apart from app.diff so the test does not trust it."""
+    out = dict(row)
+    for key, value in item.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def client_apply(rows: list[dict[str, Any]], change: dict[str, Any]) -> list[dict[str, Any]]:
+    by_address = {row["token_address"]: row for row in rows}
+    for address in change["remove"]:
+        del by_address[address]
+    for item in change["upsert"]:
+        by_address[item["token_address"]] = merged(by_address.get(item["token_address"], {}), item)
+    order = change.get("order", [row["token_address"] for row in rows if row["token_address"] in by_address])
+    return [by_address[address] for address in order]
+
+
 def run_history(store: MemoryStore, clock: Clock, history: list[tuple[dict, list]]) -> list[Version]:
     versions = [store.latest()]
     for upserts, removals in history:
@@ -168,7 +186,9 @@ def test_deltas_applied_to_the_snapshot_reproduce_the_view_at_every_seq(history,
                 assert ("order" in change) == (new_rows != previous_rows)
                 for item in change["upsert"]:
                     assert "token_address" in item
-                client = diff.apply(client, change)
+                before = client
+                client = client_apply(client, change)
+                assert diff.apply(before, change) == client
                 last_seq = version.seq
             assert client == expected(version, view)
             previous, previous_rows = version, new_rows
@@ -179,7 +199,7 @@ def test_deltas_applied_to_the_snapshot_reproduce_the_view_at_every_seq(history,
         resumed = expected(base, view)
         if change is not None:
             assert change["prev_seq"] == base.seq
-            resumed = diff.apply(resumed, wire(change))
+            resumed = client_apply(resumed, wire(change))
         assert resumed == expected(latest, view)
 
 
@@ -197,6 +217,22 @@ def test_a_row_new_to_the_view_comes_whole_and_a_changed_row_with_only_its_chang
     assert by_address[ADDRESSES[0]] == {"token_address": ADDRESSES[0], "liquidity_usd": 11, "updated_at": "later"}
     assert by_address[ADDRESSES[1]] == v2.records[ADDRESSES[1]]
     assert change["order"] == [ADDRESSES[0], ADDRESSES[1]] and change["remove"] == []
+
+
+def test_a_changed_row_carries_only_the_changed_windows_and_figures_of_its_stats():
+    clock = Clock()
+    store = MemoryStore(epoch="e", clock=clock, hold_s=1e9)
+    a = record(ADDRESSES[0])
+    v1 = store.apply({ADDRESSES[0]: a})
+    stats = {window: dict(figures) for window, figures in a["stats"].items()}
+    stats["5m"]["buys"] = 42
+    stats["1h"]["price_change"] = None  # a figure becoming unknown is sent as null
+    v2 = store.apply({ADDRESSES[0]: {**a, "price_usd": 0.5, "stats": stats}})
+    view = query.parse_view({})
+    change = wire(diff.delta(v1, diff.view_rows(v1, view), v2, diff.view_rows(v2, view)))
+    assert change["upsert"] == [{"token_address": ADDRESSES[0], "price_usd": 0.5,
+                                 "stats": {"5m": {"buys": 42}, "1h": {"price_change": None}}}]
+    assert client_apply(expected(v1, view), change) == expected(v2, view)
 
 
 # ------------------------------------------------------------------------------------------ the hub

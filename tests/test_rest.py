@@ -112,3 +112,48 @@ async def test_metrics_and_health(service):
     for source in ("dexscreener", "geckoterminal", "jupiter"):
         entry = health["sources"][source]
         assert entry["ok"] is True and 0 < entry["requests_last_min"] <= entry["budget_per_min"]
+
+
+async def test_every_error_on_every_path_is_the_json_shape(service):
+    client, _ = service
+    for path in ("/nope", "/api", "/api/tokens/x/y", "/static/index.html"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] == "not_found"
+    wrong = await client.post("/api/tokens", content=b"{}")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong.headers["allow"]
+    address = (await client.get("/api/tokens?limit=1")).json()["data"][0]["token_address"]
+    for path in (f"/api/tokens/{address}", "/health", "/ready", "/metrics", "/openapi.json", "/api/alerts"):
+        response = await client.get(path, params={"foo": "1"})
+        assert response.status_code == 400, path
+        assert response.json()["error"] == {"code": "invalid_param", "message": "unknown parameter 'foo'",
+                                            "param": "foo"}
+
+
+async def test_if_none_match_takes_lists_and_weak_tags_and_a_token_gives_304_while_it_is_unchanged(service):
+    client, app = service
+    store = app.state.service.store
+    address = (await client.get("/api/tokens?limit=1")).json()["data"][0]["token_address"]
+    first = await client.get(f"/api/tokens/{address}")
+    etag = first.headers["etag"]
+    assert (await client.get(f"/api/tokens/{address}", headers={"If-None-Match": etag})).status_code == 304
+    listed = await client.get(f"/api/tokens/{address}", headers={"If-None-Match": f'"other", W/{etag}'})
+    assert listed.status_code == 304
+    assert (await client.get(f"/api/tokens/{address}", headers={"If-None-Match": '"other"'})).status_code == 200
+    # The tag follows the record, not the version: it changes exactly when the record does.
+    seq = store.latest().seq
+    await wait_for(lambda: store.latest().seq > seq + 2, timeout=10, message="newer versions")
+    fresh = await client.get(f"/api/tokens/{address}")
+    assert (fresh.headers["etag"] == etag) == (fresh.json() == first.json())
+
+    # /api/tokens: the hot path and the handler both read lists and weak tags.
+    async def page_and_repeat():
+        page = await client.get("/api/tokens?sort=fdv&limit=3")
+        tag = page.headers["etag"]
+        hot = await client.get("/api/tokens?sort=fdv&limit=3", headers={"If-None-Match": f'W/{tag}, "x"'})
+        return hot if store.latest().seq == page.json()["seq"] else None
+
+    hot = await wait_for(page_and_repeat, timeout=10, message="two requests within one version")
+    assert hot.status_code == 304

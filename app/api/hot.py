@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.errors import etag_matches
+
 MAX_AGE_S = 30.0
 MAX_ENTRIES = 2048
 
@@ -53,7 +55,7 @@ class HotPathMiddleware:
                 if hit is not None:
                     body, etag = hit
                     for name, value in scope["headers"]:
-                        if name == b"if-none-match" and value == etag:
+                        if name == b"if-none-match" and etag_matches(value, etag):
                             await send({"type": "http.response.start", "status": 304,
                                         "headers": [(b"etag", etag)]})
                             await send({"type": "http.response.body", "body": b""})

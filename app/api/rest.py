@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.api.errors import etag_matches, unknown_param
 from app.api.openapi import SPEC_BYTES
 from app.api.responses import JSONBytes, error
 from app.service import Service
@@ -31,7 +32,7 @@ async def list_tokens(request: Request) -> Response:
     if cursor is None:
         # The ETag names the version and the query: a repeated poll of an unchanged view costs nothing.
         etag = f'"{latest.epoch}:{latest.seq}:{_digest(view.key)}"'
-        if request.headers.get("if-none-match") == etag:
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"ETag": etag})
     try:
         page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.secret)
@@ -39,7 +40,7 @@ async def list_tokens(request: Request) -> Response:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
-    if cursor is not None and request.headers.get("if-none-match") == etag:
+    if cursor is not None and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag})
     body = query.encode_page(page, view)
     if cursor is None:
@@ -51,28 +52,37 @@ async def get_token(request: Request) -> Response:
     address = request.path_params["address"]
     if not is_mint(address):
         return error(400, "invalid_address", "address must be base58 of 32 to 44 characters", "address")
+    if (rejected := unknown_param(request)) is not None:
+        return rejected
     version = service(request).store.latest()
     encoded = version.encoded.get(address)
     if encoded is None:
         return error(404, "not_found", f"token {address} is not tracked", "address")
-    return JSONBytes(encoded, headers={"ETag": f'"{version.epoch}:{version.seq}:{address}"'})
+    # The tag names the record's bytes, not the version: a token polled while others change stays a 304.
+    etag = f'"{version.epoch}:{address[:8]}:{hashlib.blake2s(encoded, digest_size=8).hexdigest()}"'
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONBytes(encoded, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 async def alerts(request: Request) -> Response:
+    if (rejected := unknown_param(request, ("limit",))) is not None:
+        return rejected
     raw = request.query_params.get("limit", "50")
-    unknown = set(request.query_params) - {"limit"}
-    if unknown:
-        return error(400, "invalid_param", f"unknown parameter {sorted(unknown)[0]!r}", sorted(unknown)[0])
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
     return JSONBytes({"data": service(request).hub.detector.latest(int(raw))})
 
 
 async def health(request: Request) -> Response:
+    if (rejected := unknown_param(request)) is not None:
+        return rejected
     return JSONBytes(service(request).health())
 
 
 async def ready(request: Request) -> Response:
+    if (rejected := unknown_param(request)) is not None:
+        return rejected
     svc = service(request)
     if svc.store.latest().records:
         return JSONBytes({"ready": True, "seq": svc.store.latest().seq})
@@ -80,6 +90,8 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    if (rejected := unknown_param(request)) is not None:
+        return rejected
     svc = service(request)
     svc.metrics.tokens.set(len(svc.store.latest().records))
     svc.metrics.seq.set(svc.store.latest().seq)
@@ -87,6 +99,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
+    if (rejected := unknown_param(request)) is not None:
+        return rejected
     return JSONBytes(SPEC_BYTES)
 
 
