@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from app.alerts import AlertDetector
 from app.api.hot import HotPathMiddleware
 from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
@@ -26,7 +27,6 @@ from app.service import Service
 from app.sources import geckoterminal, jupiter
 from app.sources.client import UpstreamClient
 from app.store.memory import MemoryStore
-from app.streams.alerts import AlertDetector
 from app.streams.hub import Hub
 from app.streams.sse import stream
 from app.streams.ws import websocket_endpoint

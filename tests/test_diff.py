@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import diff, query
+from app.alerts import AlertDetector
 from app.api.metrics import Metrics
 from app.store.base import Version
 from app.store.memory import MemoryStore
-from app.streams.alerts import AlertDetector
 from app.streams.connection import MAX_QUEUE_BYTES, Connection
 from app.streams.direct import sse_chunk, ws_wire
 from app.streams.hub import Hub

@@ -26,11 +26,11 @@ import orjson
 from prometheus_client import Histogram
 
 from app import diff, query
+from app.alerts import AlertDetector
 from app.api.metrics import Metrics
 from app.sources.values import iso
 from app.store.base import Store, Version
 from app.streams import signals
-from app.streams.alerts import AlertDetector
 from app.streams.channel import CATCH_UP, IDLE, LIVE, RESUME, SNAPSHOT, SYNC, Channel, Subscription
 from app.streams.connection import (
     ITEM_ALERT,
