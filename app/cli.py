@@ -40,6 +40,8 @@ environment variables (a .env file in the working directory is read too; flags w
   DATA_DIR                last snapshot and price history, for a fast restart (./data)
   ALERT_PRICE_PCT         price_move alert threshold, 5m change in percent (5)
   ALERT_VOLUME_X          volume_spike alert threshold, multiple of the average 5m volume (3)
+  ALERT_MIN_VOLUME_USD    no volume_spike below this 5m volume in USD (1000)
+  ALERT_MIN_LIQUIDITY_USD no alert for a token with less liquidity in USD (10000)
   HEARTBEAT_S             stream heartbeat period (15)
   MAX_CONNECTIONS         open SSE and WebSocket connections per process (10000)
   LOG_LEVEL               critical, error, warning, info, debug or trace (info)

@@ -46,6 +46,8 @@ class Settings:
     data_dir: str = "./data"
     alert_price_pct: float = 5.0
     alert_volume_x: float = 3.0
+    alert_min_volume_usd: float = 1000.0
+    alert_min_liquidity_usd: float = 10000.0
     heartbeat_s: float = 15.0
     max_connections: int = 10000
     log_level: str = "info"
@@ -117,6 +119,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         data_dir=get("DATA_DIR", _text, "./data", "a directory path"),
         alert_price_pct=get("ALERT_PRICE_PCT", _positive, 5.0, "a percentage > 0"),
         alert_volume_x=get("ALERT_VOLUME_X", _positive, 3.0, "a multiple > 0"),
+        alert_min_volume_usd=get("ALERT_MIN_VOLUME_USD", _non_negative, 1000.0, "a USD amount >= 0"),
+        alert_min_liquidity_usd=get("ALERT_MIN_LIQUIDITY_USD", _non_negative, 10000.0, "a USD amount >= 0"),
         heartbeat_s=get("HEARTBEAT_S", _positive, 15.0, "a number of seconds > 0"),
         max_connections=get("MAX_CONNECTIONS", _int_range(1, 10_000_000), 10000, "a positive integer"),
         log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info", " or ".join(LOG_LEVELS)),

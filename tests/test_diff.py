@@ -220,7 +220,7 @@ def test_a_row_new_to_the_view_comes_whole_and_a_changed_row_with_only_its_chang
 
 def test_a_changed_row_carries_only_the_changed_windows_and_figures_of_its_stats():
     clock = Clock()
-    store = MemoryStore(epoch="e", clock=clock, hold_s=1e9)
+    store = memory_store(epoch="e", clock=clock, hold_s=1e9)
     a = record(ADDRESSES[0])
     v1 = store.apply({ADDRESSES[0]: a})
     stats = {window: dict(figures) for window, figures in a["stats"].items()}

@@ -71,8 +71,10 @@ ALERT = {
         "token_address": {"type": "string"},
         "token_ticker": STRING_OR_NULL,
         "window": {"type": "string", "enum": ["5m"]},
-        "value": {"type": "number"},
-        "threshold": {"type": "number"},
+        "value": {"type": "number", "description": "price_move: the 5m price change in percent; volume_spike: 5m "
+                  "volume as a multiple of the token's average 5m volume over the last hour"},
+        "threshold": {"type": "number", "description": "in the unit of value: ALERT_PRICE_PCT or ALERT_VOLUME_X"},
+        "volume_usd": {"type": "number", "description": "volume_spike only: the 5m volume in USD"},
         "seq": {"type": "integer"},
         "at": {"type": "string", "format": "date-time"},
     },

@@ -116,7 +116,8 @@ class Ingest:
         self.fence: int | None = None
         self.instance = ""
         self.stale = False  # serving a snapshot restored from disk, not yet refreshed
-        self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x)
+        self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x,
+                                    settings.alert_min_volume_usd, settings.alert_min_liquidity_usd)
 
     # ---- the loop -------------------------------------------------------------------------------
 
