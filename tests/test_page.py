@@ -232,9 +232,12 @@ def screenshot(page: Any, shots: Path, name: str) -> Path:
     page.emulate_media(reduced_motion="reduce")
     page.wait_for_function("() => matchMedia('(prefers-reduced-motion: reduce)').matches")
     page.evaluate("""async () => {
-          await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
-          // cancel, not finish: Chromium can leave a finished background animation's last colour on screen
+          const frames = () => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+          await frames();
+          // cancel, not finish: Chromium can leave a finished background animation's last colour on screen;
+          // and two frames more, so the compositor has dropped them too
           document.getAnimations().filter(a => !(a instanceof CSSAnimation)).forEach(a => a.cancel());
+          await frames();
        }""")
     path = shots / SCREENSHOTS[name]
     page.screenshot(path=str(path))
@@ -630,6 +633,11 @@ def test_phone_layout_has_cards_one_view_button_and_no_sideways_scroll(browser: 
                                " && +document.getElementById('chart-price').dataset.points >= 2", timeout=budget.ms(8))
         assert page.evaluate(overflow) <= 0
         assert page.evaluate("document.getElementById('detail').getBoundingClientRect().width") <= 390
+        # nothing in the panel is wider than the phone either (it would be cut off, not scrollable)
+        wide = page.evaluate("""() => [...document.querySelectorAll('#detail *')]
+              .filter(el => el.getBoundingClientRect().right > innerWidth + 1 && !el.closest('svg'))
+              .map(el => el.id || el.className || el.tagName).slice(0, 5)""")
+        assert not wide, wide
         assert not page.errors, page.errors
     finally:
         page.context.close()
