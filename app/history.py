@@ -1,11 +1,12 @@
 """What the service remembers across restarts: its own price/volume history and the last snapshot.
 
-History (7d figures where candles don't reach): every REFRESH cycle may offer the latest records; at
-most one sample per token per `STEP_S` (5 min) is kept. A sample is one row per token,
-`(price_usd, 24h volume_usd)`, and all tokens sampled together form one *slot* (one key on disk), so
-recording 2,000 tokens is one write every 5 minutes and deriving the 7d figures of every token reads
-eight slots. Slots older than `THIN_AFTER_S` are thinned to one per `KEEP_EVERY_S`; slots older than
-`RETAIN_S` are dropped (about 360 slots kept).
+History (7d figures where candles don't reach, and the charts of app.history_series): every REFRESH
+cycle may offer the latest records; at most one sample per token per `STEP_S` (1 min) is kept. A sample
+is one row per token, `(price_usd, 24h volume_usd, 5m volume_usd, 1h volume_usd)`, and all tokens
+sampled together form one *slot* (one key on disk), so recording 2,000 tokens is one write a minute and
+deriving the 7d figures of every token reads eight slots. Slots older than `THIN_AFTER_S` are thinned to
+one per `KEEP_EVERY_S`; slots older than `RETAIN_S` are dropped (about 460 slots kept). A token's own
+series (`series`) is read from an index of the slots per token, built on first use.
 
 From a token's samples, at the newest slot t0 (no older than TOLERANCE_S):
 - 7d price change = price at t0 against the price in the slot nearest t0 - 7 days (within TOLERANCE_S);
@@ -29,12 +30,13 @@ from typing import Any, Protocol
 import anyio
 import orjson
 
+from app.history_series import DayCandle, SeriesKeeper, TokenSeries, sample_row
 from app.model import SOURCES, Record
 from app.snapshots import DiskSnapshots, Snapshot, SnapshotStore  # noqa: F401 - re-exported
 
 log = logging.getLogger("app.history")
 
-STEP_S = 300.0  # at most one sample per token per 5 minutes
+STEP_S = 60.0  # at most one sample per token per minute
 THIN_AFTER_S = 2 * 3600.0  # samples older than this ...
 KEEP_EVERY_S = 1800.0  # ... are thinned to one per 30 minutes
 TOLERANCE_S = 3600.0  # how far a sample may be from the moment it stands for
@@ -43,7 +45,7 @@ WEEK_S = 7 * DAY_S
 RETAIN_S = WEEK_S + THIN_AFTER_S  # older samples are never needed
 SLOT_CACHE = 12  # decoded slots kept in memory (the eight a derivation needs, and a few spare)
 
-Sample = tuple[float | None, float | None]  # (price_usd, 24h volume_usd)
+Sample = tuple[float | None, ...]  # (price_usd, 24h volume_usd, 5m volume_usd, 1h volume_usd); older slots: 2
 SevenDay = dict[str, float | None]  # {"volume_usd", "price_change"}
 
 
@@ -74,6 +76,23 @@ class History(Protocol):
         """When the kept slots were sampled, oldest first."""
         ...
 
+    @property
+    def revision(self) -> int:
+        """Changes so far (samples kept or thinned, candles): a series read at one revision stays valid."""
+        ...
+
+    async def series(self, address: str) -> TokenSeries | None:
+        """One token's samples, oldest first (app.history_series), or None when it has none."""
+        ...
+
+    def day_candles(self, address: str) -> list[DayCandle]:
+        """The token's latest daily candles (day start, close, volume), oldest first."""
+        ...
+
+    def remember_candles(self, address: str, candles: Iterable[Any], now: float) -> None:
+        """Keep a token's daily OHLCV rows `(ts, open, high, low, close, volume)` for its series."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -92,7 +111,7 @@ class _MemoryBackend:
     def times(self) -> list[float]:
         return sorted(self._slots)
 
-    def get(self, t: float) -> dict[str, Sample] | None:
+    def get(self, t: float, raw: bool = False) -> dict[str, Sample] | None:
         return self._slots.get(t)
 
     def put(self, t: float, sample: dict[str, Sample], drop: list[float]) -> None:
@@ -117,11 +136,13 @@ class _DiskBackend:
         return sorted(int(key[2:]) / 1000.0 for key in self._cache.iterkeys()
                       if isinstance(key, str) and key.startswith("s:"))
 
-    def get(self, t: float) -> dict[str, Sample] | None:
-        raw = self._cache.get(_slot_key(t))
-        if raw is None:
+    def get(self, t: float, raw: bool = False) -> dict[str, Sample] | None:
+        """A slot; `raw`: its rows as decoded (lists), for readers that only index into them."""
+        data = self._cache.get(_slot_key(t))
+        if data is None:
             return None
-        return {address: (row[0], row[1]) for address, row in orjson.loads(raw).items()}
+        rows = orjson.loads(data)
+        return rows if raw else {address: tuple(row) for address, row in rows.items()}
 
     def put(self, t: float, sample: dict[str, Sample], drop: list[float]) -> None:
         try:
@@ -156,6 +177,7 @@ class SampledHistory:
         self._times: list[float] = self._backend.times()
         self._slots: OrderedDict[float, dict[str, Sample]] = OrderedDict()  # LRU of decoded slots
         self._pending: dict[float, dict[str, Sample]] = {}  # kept but not (yet) on disk
+        self._keeper = SeriesKeeper()  # per-token series for charts
 
     # ---- recording ---------------------------------------------------------------------------
 
@@ -168,11 +190,9 @@ class SampledHistory:
         records = getattr(records, "records", records)
         sample: dict[str, Sample] = {}
         for address, record in records.items():
-            price = record.get("price_usd")
-            day = (record.get("stats") or {}).get("24h") or {}
-            volume = day.get("volume_usd")
-            if price is not None or volume is not None:
-                sample[address] = (price, volume)
+            row = sample_row(record)
+            if row is not None:
+                sample[address] = row
         if not sample:
             return False
         now = round(now * 1000.0) / 1000.0  # slot times are kept to the millisecond, in memory as on disk
@@ -184,6 +204,8 @@ class SampledHistory:
             self._slots.pop(t, None)
             self._pending.pop(t, None)
         self._remember(now, sample)
+        self._keeper.dropped(drop)
+        self._keeper.added(now, sample)
         if self._backend.threaded:
             self._pending[now] = sample
             try:
@@ -211,6 +233,32 @@ class SampledHistory:
 
     def times(self) -> list[float]:
         return list(self._times)
+
+    # ---- a token's series (charts) -----------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        return self._keeper.revision
+
+    async def series(self, address: str) -> TokenSeries | None:
+        return await self._keeper.series(address, self._times, self._load, self._backend.threaded)
+
+    def day_candles(self, address: str) -> list[DayCandle]:
+        return self._keeper.candles.get(address, [])
+
+    def remember_candles(self, address: str, candles: Iterable[Any], now: float) -> None:
+        self._keeper.remember_candles(address, candles, now, 10 * DAY_S)  # what the ingest fetched (8 days)
+
+    def _load(self, t: float) -> dict[str, Sample] | None:
+        """A slot for the series index (from a worker thread): memory first, else disk; None if unreadable."""
+        sample = self._slots.get(t) or self._pending.get(t)
+        if sample is not None:
+            return sample
+        try:
+            return self._backend.get(t, raw=True)
+        except Exception as exc:  # noqa: BLE001 - an unreadable slot is a missing one
+            log.warning("history: slot %s unreadable (%s)", t, exc)
+            return None
 
     async def seven_day(self, address: str, now: float) -> SevenDay | None:
         return (await self.seven_day_many([address], now)).get(address)

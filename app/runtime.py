@@ -27,6 +27,7 @@ from app.leadership import Leadership
 from app.sources import geckoterminal, jupiter
 from app.sources.client import UpstreamClient
 from app.sources.values import iso
+from app.api.history_routes import HistoryAnswers
 from app.store.base import CycleSummary, Store, Version
 from app.store.factory import BackendFactory, open_backend
 from app.streams.hub import Hub
@@ -53,6 +54,7 @@ class Runtime:
     runner: IngestRunner
     hub: Hub
     hot: HotPages  # repeated first pages of the current version
+    history_answers: HistoryAnswers  # encoded answers of GET /api/tokens/{address}/history, per version
     write_timeout_s: float  # a stream write slower than this closes the client
     started_at: float
 
@@ -139,7 +141,8 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
                         on_cycle=lambda report: metrics.cycle.observe(report.duration_s))
         stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
         runtime = Runtime(settings, store, leadership, metrics, http, clients, ingest, IngestRunner(ingest, leadership),
-                          hub, HotPages(), min(30.0, max(2.0, 2 * settings.heartbeat_s)), time.time())
+                          hub, HotPages(), HistoryAnswers(), min(30.0, max(2.0, 2 * settings.heartbeat_s)),
+                          time.time())
         # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
         stack.callback(hub.install_signal_hook())
         async with anyio.create_task_group() as tasks:

@@ -84,11 +84,11 @@ async def test_a_null_figure_in_the_samples_leaves_that_7d_figure_null():
     assert figures == {"volume_usd": None, "price_change": pytest.approx(50.0)}
 
 
-async def test_at_most_one_sample_per_token_per_five_minutes_and_old_samples_thinned():
+async def test_at_most_one_sample_per_token_per_step_and_old_samples_thinned():
     history = memory_history()
     assert await history.record({A: rec(1.0, 1.0)}, T0)
-    assert not history.due(T0 + 60)
-    assert not await history.record({A: rec(2.0, 1.0)}, T0 + 60)
+    assert not history.due(T0 + STEP_S / 2)
+    assert not await history.record({A: rec(2.0, 1.0)}, T0 + STEP_S / 2)
     assert not await history.record({A: rec(2.0, 1.0)}, T0 + STEP_S - 1)
     assert await history.record({A: rec(2.0, 1.0)}, T0 + STEP_S)
     assert not await history.record({}, T0 + 2 * STEP_S)  # nothing to sample: nothing kept

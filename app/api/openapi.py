@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from app import query
+from app.api.history_routes import openapi_path as history_path
 from app.model import WINDOWS
 from app.schema import token_json_schema, window_stats_json_schema
 
@@ -150,6 +151,7 @@ def build_spec() -> dict[str, Any]:
                               "400": _error("not base58 of 32 to 44 characters (invalid_address)"),
                               "404": _error("well-formed but not tracked (not_found)")},
             }},
+            "/api/tokens/{address}/history": history_path(),
             "/api/alerts": {"get": {
                 "summary": "The latest alerts, newest first",
                 "operationId": "listAlerts",

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.api import history_routes
 from app.api.errors import etag_matches, unknown_param
 from app.api.openapi import SPEC_BYTES
 from app.api.responses import JSONBytes, error
@@ -112,6 +113,7 @@ def _digest(text: str) -> str:
 routes = [
     Route("/api/tokens", list_tokens, methods=["GET"]),
     Route("/api/tokens/{address}", get_token, methods=["GET"]),
+    *history_routes.routes,
     Route("/api/alerts", alerts, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),

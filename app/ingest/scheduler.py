@@ -553,6 +553,8 @@ class Ingest:
             report.errors.append(str(exc))
             self._candle_next[address] = now + CANDLE_RETRY_S
             return
+        if self.history is not None:
+            self.history.remember_candles(address, candles, now)  # the token's chart, where history is short
         stats = geckoterminal.seven_day(candles, now)
         figures = ({"volume_usd": stats.volume_usd, "price_change": stats.price_change}
                    if stats is not None else None)
