@@ -48,9 +48,8 @@ class AlertDetector:
             old = previous.get(address)
             if old is None:
                 continue  # a token new to us has no "before" to cross from
-            liquidity = new["liquidity_usd"]
-            if liquidity is None or liquidity < self.min_liquidity_usd:
-                continue
+            if self.min_liquidity_usd > 0 and not (new.get("liquidity_usd") or 0) >= self.min_liquidity_usd:
+                continue  # unknown liquidity is not enough either
             before, after = _price_change(old), _price_change(new)
             if after is not None and abs(after) >= self.price_pct and (before is None or abs(before) < self.price_pct
                                                                         or (before > 0) != (after > 0)):

@@ -63,8 +63,11 @@ def changeset(base: Version, upserts: Mapping[str, Record], removals: Iterable[s
 
 
 def cycle_summary(leader: str, clients: Mapping[str, UpstreamClient], sol_usd: float | None, stale: bool,
-                  now: float) -> CycleSummary:
-    """The sources' health, the SOL/USD rate and staleness, as the leader sees them at `now`."""
+                  now: float, data_since: float | None = None) -> CycleSummary:
+    """The sources' health, the SOL/USD rate and staleness, as the leader sees them at `now`.
+
+    `data_since`: the time of the data restored from disk, which counts as a success until a fresher one,
+    so /health's age after a restart is the data's real age (not null, not the restart's)."""
     sources = {}
     for name, client in clients.items():
         health = client.health
@@ -79,6 +82,8 @@ def cycle_summary(leader: str, clients: Mapping[str, UpstreamClient], sol_usd: f
             "skipped_items": health.skipped_items,
         }
     times = [s["last_success"] for s in sources.values() if s["last_success"] is not None]
+    if data_since is not None:
+        times.append(data_since)
     return CycleSummary(now, leader, sources, sol_usd, stale, max(times) if times else None)
 
 

@@ -487,7 +487,8 @@ class Ingest:
         return self.fence
 
     async def publish_summary(self) -> None:
-        summary = cycle_summary(self.instance, self.clients, self.sol_usd, self.stale, self._clock())
+        summary = cycle_summary(self.instance, self.clients, self.sol_usd, self.stale, self._clock(),
+                                self._restored_success)
         await self.store.publish_summary(summary, self._token())
 
     def _trim(self) -> list[str]:
