@@ -23,7 +23,7 @@ from app.config import Settings, load_settings
 from app.history import open_state, origin_of
 from app.ingest.scheduler import CycleReport, Ingest
 from app.service import Service
-from app.sources import geckoterminal, jupiter
+from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import UpstreamClient
 from app.store.memory import MemoryStore
 from app.streams.alerts import AlertDetector
@@ -42,15 +42,27 @@ def build_clients(settings: Settings, http: httpx.AsyncClient, metrics: Metrics)
         "geckoterminal": geckoterminal.HEADERS,
         "jupiter": jupiter.headers(settings.jupiter_api_key),
     }
+    limits = settings.rate_limits
+    options: dict[str, dict] = {
+        # DexScreener's profile and boost feeds are a 60/min group apart from the 300/min one.
+        "dexscreener": {"groups": {dexscreener.LIST_GROUP: dexscreener.list_group_per_min(limits["dexscreener"])},
+                        "group_of": dexscreener.rate_group},
+        "geckoterminal": {},
+        # Jupiter: evenly paced (about one call per 2 s keyless), never a burst.
+        "jupiter": {"spacing_s": 60.0 / limits["jupiter"]},
+    }
     clients = {
-        source: UpstreamClient(source, http, settings.base_url(source), settings.rate_limits[source],
-                               settings.cache_ttl_s, headers=headers[source], observe=metrics.observe_call)
+        source: UpstreamClient(source, http, settings.base_url(source), limits[source], settings.cache_ttl_s,
+                               headers=headers[source], observe=metrics.observe_call, **options[source])
         for source in settings.sources
     }
     for client in clients.values():
-        # An open circuit probes about every other cycle at first, backing off to 30 cycles.
-        client.breaker.cooldown_s = 1.5 * settings.refresh_interval_s
-        client.breaker.max_cooldown_s = 30 * settings.refresh_interval_s
+        # An open circuit lets one cheap probe through every refresh interval (never backing off further),
+        # so data is back within about two intervals of an upstream's return, however long it was away.
+        client.breaker.cooldown_s = settings.refresh_interval_s
+        client.breaker.max_cooldown_s = settings.refresh_interval_s
+    # httpx logs every request URL (up to 100 mints) at info; the client logs them itself at debug.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return clients
 
 
