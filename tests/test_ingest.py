@@ -211,3 +211,64 @@ async def test_info_log_is_one_line_per_cycle_with_the_calls_actually_made_and_n
 
 ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
 ADDRESS_LIST = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44},[1-9A-HJ-NP-Za-km-z]{32,44}")
+
+
+def test_dexscreener_batches_fit_under_the_answer_cap_as_last_known():
+    """pack(): batches whose known pair counts sum to at most 29 (30 would be 'possibly cut'), at most 30
+    mints each; a mint heavier than that goes alone (to /token-pairs/v1)."""
+    from app.ingest.refresh_dexscreener import pack
+
+    weights = [("a", 10), ("b", 10), ("c", 9), ("d", 1), ("e", 40), ("f", 2)]
+    assert pack(weights, 29, 30) == [["a", "b", "c"], ["d"], ["e"], ["f"]]
+    assert pack([(str(i), 0) for i in range(45)], 29, 30) == [[str(i) for i in range(30)],
+                                                              [str(i) for i in range(30, 45)]]
+    assert pack([], 29, 30) == []
+
+
+async def test_tokens_with_many_pools_keep_every_pool_under_dexscreeners_30_pair_cap():
+    """Six tokens with 14 pools each that only DexScreener shows: any /tokens/v1 batch holding two of them
+    is cut at 30 pairs. Every pool still makes it into the record, and stays in it cycle after cycle."""
+    from app.demo import shapes
+    from app.demo.model import DEX_RAYDIUM
+
+    market = Market(seed=23, n_tokens=60)
+    heavy = [t for t in market.tokens if not t.on_curve and t.jup_known][:6]
+    for t in heavy:
+        for _ in range(14 - len(t.pools)):
+            pool = market._add_pool(t, market.sol, DEX_RAYDIUM, t.created_at + 60, 5_000.0, 0.0)
+            pool.vols = [100.0 * (i + 1) for i in range(6)]
+            pool.q_null_price = pool.q_null_fields = pool.q_drop = pool.q_no_liquidity = None
+            market._capture_gt(pool)
+        for p in t.pools:
+            p.gt_hidden, p.ds_hidden = True, False
+    market.invalidate()
+
+    def truth(t) -> float:
+        return sum(shapes.ds_pair(market, p).get("liquidity", {}).get("usd") or 0.0
+                   for p in t.pools if market.ds_visible(p))
+
+    first_seen: dict[str, int] = {}  # heavy token -> cycle it was first served
+    whole_at: dict[str, int] = {}  # -> cycle it was first served with every pool
+    async with serve_market(market, tick_interval=None) as upstream:
+        async with running_service(fast_settings(upstream)) as (base, app), httpx.AsyncClient() as client:
+            ingest = app.state.service.ingest
+            while len(whole_at) < len(heavy) or ingest.cycles < max(whole_at.values()) + 40:
+                cycle = ingest.cycles
+                await wait_for(lambda c=cycle: ingest.cycles > c, timeout=10, interval=0.01, message="a cycle")
+                records = {r["token_address"]: r for r in await all_records(client, base)}
+                for t in heavy:
+                    if t.mint not in records:
+                        continue
+                    first_seen.setdefault(t.mint, cycle)
+                    whole = records[t.mint]["liquidity_usd"] == pytest.approx(truth(t))
+                    if t.mint in whole_at:  # pools by address, rescans, re-asks: once whole, always whole
+                        assert whole, f"{t.symbol} lost pools at cycle {cycle}"
+                    elif whole:
+                        whole_at[t.mint] = cycle
+                assert cycle < 200, f"only {len(whole_at)} of {len(heavy)} heavy tokens whole"
+    # a cut answer is asked again at once (in halves), not at the next rescan (30 cycles later)
+    assert all(whole_at[m] - first_seen[m] <= 10 for m in whole_at), (first_seen, whole_at)
+    cut = [path for _, path, _ in market.requests["dexscreener"] if path.startswith("/tokens/v1/") and len(
+        {p for mint in path.rsplit("/", 1)[1].split(",") for p in shapes.ds_token_pairs(market, mint)}) >= 30]
+    assert cut  # the cap really cut answers
+    assert any(path.startswith("/latest/dex/pairs/") for _, path, _ in market.requests["dexscreener"])

@@ -129,8 +129,17 @@ class DexScreenerRefresh:
             await self._scan(batch, report)
 
     def _batches(self, mints: list[str]) -> list[list[str]]:
-        weights = ((m, max(1, self.pair_count.get(m, DEFAULT_PAIRS))) for m in mints)
-        return pack(weights, CAP - 1, dexscreener.BATCH)
+        """Batches whose pairs, as last answered (else as many as the pools other sources show, at least
+        DEFAULT_PAIRS), sum to at most 29: an answer of 30 then means it may have been cut."""
+        tokens = self.ingest.tokens
+
+        def weight(mint: str) -> int:
+            if mint in self.pair_count:
+                return max(1, self.pair_count[mint])
+            state = tokens.get(mint)
+            return max(DEFAULT_PAIRS, len(state.pools) if state is not None else 0)
+
+        return pack(((m, weight(m)) for m in mints), CAP - 1, dexscreener.BATCH)
 
     def _pool_chunks(self) -> list[list[tuple[str, list[str]]]]:
         """Each token's known DexScreener pools, most due tokens first, in chunks of at most 30 addresses
