@@ -23,6 +23,9 @@ STABLE_MINTS = frozenset(
         "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB",  # USDT
     }
 )
+# CONTRACT §2: a token's main pool is its most liquid pool quoted in one of these (a pool quoted in an
+# illiquid token can report a huge, fictitious liquidity). They are never tracked as meme tokens.
+MAIN_QUOTES = STABLE_MINTS | {WSOL_MINT}
 
 Record = dict[str, Any]
 """A token record (CONTRACT §2). Never mutated once stored: a change makes a new dict."""

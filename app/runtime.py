@@ -9,6 +9,7 @@ differently is named in `Options`, never patched into a module. Handlers reach i
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import anyio
 import httpx
 
+from app.api.history_routes import HistoryAnswers
 from app.api.hot import HotPages
 from app.api.metrics import Metrics
 from app.config import Settings
@@ -24,10 +26,9 @@ from app.history import open_state, origin_of
 from app.ingest.leader import IngestRunner
 from app.ingest.scheduler import Ingest
 from app.leadership import Leadership
-from app.sources import geckoterminal, jupiter
+from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import UpstreamClient
 from app.sources.values import iso
-from app.api.history_routes import HistoryAnswers
 from app.store.base import CycleSummary, Store, Version
 from app.store.factory import BackendFactory, open_backend
 from app.streams.hub import Hub
@@ -96,15 +97,27 @@ def build_clients(settings: Settings, http: httpx.AsyncClient, metrics: Metrics)
         "geckoterminal": geckoterminal.HEADERS,
         "jupiter": jupiter.headers(settings.jupiter_api_key),
     }
+    limits = settings.rate_limits
+    options: dict[str, dict] = {
+        # DexScreener's profile and boost feeds are a 60/min group apart from the 300/min one.
+        "dexscreener": {"groups": {dexscreener.LIST_GROUP: dexscreener.list_group_per_min(limits["dexscreener"])},
+                        "group_of": dexscreener.rate_group},
+        "geckoterminal": {},
+        # Jupiter: evenly paced (about one call per 2 s keyless), never a burst.
+        "jupiter": {"spacing_s": 60.0 / limits["jupiter"]},
+    }
     clients = {
-        source: UpstreamClient(source, http, settings.base_url(source), settings.rate_limits[source],
-                               settings.cache_ttl_s, headers=headers[source], observe=metrics.observe_call)
+        source: UpstreamClient(source, http, settings.base_url(source), limits[source], settings.cache_ttl_s,
+                               headers=headers[source], observe=metrics.observe_call, **options[source])
         for source in settings.sources
     }
     for client in clients.values():
-        # An open circuit probes about every other cycle at first, backing off to 30 cycles.
-        client.breaker.cooldown_s = 1.5 * settings.refresh_interval_s
-        client.breaker.max_cooldown_s = 30 * settings.refresh_interval_s
+        # An open circuit lets one cheap probe through every refresh interval (never backing off further),
+        # so data is back within about two intervals of an upstream's return, however long it was away.
+        client.breaker.cooldown_s = settings.refresh_interval_s
+        client.breaker.max_cooldown_s = settings.refresh_interval_s
+    # httpx logs every request URL (up to 100 mints) at info; the client logs them itself at debug.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return clients
 
 

@@ -66,7 +66,7 @@ def test_market_is_deterministic_and_mints_look_real() -> None:
     assert len(a.tokens) == 300 and len({t.mint for t in a.tokens}) == 300
     for t in a.tokens:
         assert 32 <= len(t.mint) <= 44 and set(t.mint) <= set(B58_ALPHABET)
-        assert 1 <= len(t.pools) <= 4
+        assert 1 <= len(t.pools) <= 5  # up to 3 own, a quote-side pair, a junk-quoted pool
         for p in t.pools:
             assert 32 <= len(p.address) <= 44 and set(p.address) <= set(B58_ALPHABET)
     assert any(t.mint.endswith("pump") for t in a.tokens)
@@ -152,11 +152,12 @@ async def test_dexscreener_quirks(srv: RunningMarket, client: httpx.AsyncClient)
     pairs = (await client.get(f"{base}/tokens/v1/solana/{quoted.mint}")).json()
     assert any(p["quoteToken"]["address"] == quoted.mint and p["baseToken"]["address"] != quoted.mint
                for p in pairs)
-    # Nulls and missing blocks/windows somewhere in the market.
+    # Nulls and missing blocks/windows somewhere in the market (every pool, by address: never cut).
     everything: list[dict] = []
-    mints = [t.mint for t in m.tokens]
-    for i in range(0, len(mints), 30):
-        everything += (await client.get(f"{base}/tokens/v1/solana/{','.join(mints[i:i + 30])}")).json()
+    pools = list(m.pools)
+    for i in range(0, len(pools), 30):
+        everything += (await client.get(f"{base}/latest/dex/pairs/solana/{','.join(pools[i:i + 30])}")).json()[
+            "pairs"] or []
     assert any(p["priceUsd"] is None for p in everything)
     assert any(p["fdv"] is None or p["marketCap"] is None or p["pairCreatedAt"] is None for p in everything)
     assert any("labels" in p and p["labels"] is None for p in everything)
@@ -166,11 +167,12 @@ async def test_dexscreener_quirks(srv: RunningMarket, client: httpx.AsyncClient)
     assert any("m5" not in p["volume"] for p in everything)
     assert any("liquidity" not in p for p in everything if p["dexId"] == "pumpfun")
     # SOL/USD from DexScreener: wSOL as base, quoted in USDC.
-    sol_pairs = (await client.get(f"{base}/tokens/v1/solana/{WSOL_MINT}")).json()
-    usdc = [p for p in sol_pairs if p["baseToken"]["address"] == WSOL_MINT
-            and p["quoteToken"]["address"] == USDC_MINT]
-    best = max(usdc, key=lambda p: p["liquidity"]["usd"])
-    assert float(best["priceUsd"]) == pytest.approx(m.sol_usd, rel=0.01)
+    sol_pools = ",".join(p.address for p in m.sol.pools)
+    usdc = (await client.get(f"{base}/latest/dex/pairs/solana/{sol_pools}")).json()["pairs"]
+    assert {p["quoteToken"]["address"] for p in usdc} == {USDC_MINT}
+    for pair in usdc:
+        assert pair["baseToken"]["address"] == WSOL_MINT
+        assert float(pair["priceUsd"]) == pytest.approx(m.sol_usd, rel=0.01)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,7 +366,10 @@ async def test_discovery_first_calls_cover_most_tokens(srv: RunningMarket, clien
     found |= {i["id"] for i in (await client.get(srv.jupiter_url + "/tokens/v2/recent")).json()}
     for path in ("/networks/solana/trending_pools", "/networks/solana/new_pools"):
         body = (await client.get(srv.geckoterminal_url + path, params={"page": 1})).json()
-        found |= {p["relationships"]["base_token"]["data"]["id"].removeprefix("solana_") for p in body["data"]}
+        for p in body["data"]:  # a pool oriented the other way round is its quote token's
+            base, quote = (p["relationships"][side]["data"]["id"].removeprefix("solana_")
+                           for side in ("base_token", "quote_token"))
+            found.add(quote if base in (WSOL_MINT, USDC_MINT) and quote not in (WSOL_MINT, USDC_MINT) else base)
     initial = {t.mint for t in m.tokens[:300]}
     assert len(found & initial) >= 220
     assert found <= m.discoverable() | {WSOL_MINT}
@@ -465,7 +470,10 @@ async def test_control_endpoints(srv: RunningMarket, client: httpx.AsyncClient) 
     assert counts["geckoterminal"]["by_status"] == {"429": 1, "200": 1}
     assert counts["dexscreener"]["total"] == 0
 
-    # an enforced budget answers real 429s past the limit
+    # an enforced budget answers real 429s past the limit (DexScreener's pairs/tokens group; its feeds are
+    # another group, 60/min)
     srv.market.rate_limits["dexscreener"] = 2
-    codes = [(await client.get(f"{srv.dexscreener_url}/token-boosts/top/v1")).status_code for _ in range(3)]
+    pairs = f"{srv.dexscreener_url}/tokens/v1/solana/{srv.market.tokens[0].mint}"
+    codes = [(await client.get(pairs)).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+    assert (await client.get(f"{srv.dexscreener_url}/token-boosts/top/v1")).status_code == 200

@@ -23,8 +23,10 @@ exact. A check that fails because of a service bug is marked xfail(strict=True) 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from tests.support import fast_settings, running_service, wait_for
 
 SEED = 3
 N_TOKENS = 80
+MAIN_QUOTES = {WSOL_MINT, USDC_MINT, "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"}  # SOL, USDC, USDT
 SOURCES = ("dexscreener", "geckoterminal", "jupiter")
 # record window -> DexScreener / GeckoTerminal key
 WINDOWS = (("5m", "m5"), ("1h", "h1"), ("6h", "h6"), ("24h", "h24"))
@@ -152,22 +155,35 @@ def ds_obs(m: Market, p: Pool) -> Obs:
 
 
 def gt_obs(m: Market, p: Pool) -> Obs:
+    """GeckoTerminal's pool, read for its meme token: the base, or the quote when GeckoTerminal oriented the
+    pool the other way round (SOL or USDC as base). Then the token's price is the quote's, its buys and
+    sells are the base's sells and buys, and GeckoTerminal's changes, market cap and FDV (the base's) say
+    nothing about it."""
     doc = shapes.gt_pool(m, p)
     a = doc["attributes"]
-    dex = doc["relationships"]["dex"]["data"]["id"]
+    rel = doc["relationships"]
+    dex = rel["dex"]["data"]["id"]
+    base, quote = (rel[side]["data"]["id"].removeprefix("solana_") for side in ("base_token", "quote_token"))
+    flipped = base in MAIN_QUOTES and quote not in MAIN_QUOTES
     windows = {}
     for w, key in WINDOWS:
         txns = a["transactions"].get(key) or {}
-        windows[w] = (_num(a["volume_usd"].get(key)), _signed(a["price_change_percentage"].get(key)),
-                      txns.get("buys"), txns.get("sells"))
-    image = shapes.gt_included_token(m, p.base)["attributes"]["image_url"]
+        buys, sells = (txns.get("sells"), txns.get("buys")) if flipped else (txns.get("buys"), txns.get("sells"))
+        change = None if flipped else _signed(a["price_change_percentage"].get(key))
+        windows[w] = (_num(a["volume_usd"].get(key)), change, buys, sells)
+    token = m.by_mint[quote if flipped else base]
+    image = shapes.gt_included_token(m, token)["attributes"]["image_url"]
+    if flipped:
+        price_usd, price_native = _num(a["quote_token_price_usd"]), _num(a["quote_token_price_base_token"])
+        market_cap = fdv = None
+    else:
+        price_usd, price_native = _num(a["base_token_price_usd"]), _num(a["base_token_price_quote_token"])
+        market_cap, fdv = _num(a["market_cap_usd"]), _num(a["fdv_usd"])
     return Obs(
-        source="geckoterminal", pool=a["address"],
-        quote=doc["relationships"]["quote_token"]["data"]["id"].removeprefix("solana_"),
-        price_usd=_num(a["base_token_price_usd"]), price_native=_num(a["base_token_price_quote_token"]),
-        liquidity=_num(a["reserve_in_usd"]), market_cap=_num(a["market_cap_usd"]), fdv=_num(a["fdv_usd"]),
-        created=_epoch(a["pool_created_at"]), protocol=DISPLAY.get(dex) or dex.title(), windows=windows,
-        image=image if "://" in image else None,
+        source="geckoterminal", pool=a["address"], quote=base if flipped else quote,
+        price_usd=price_usd, price_native=price_native, liquidity=_num(a["reserve_in_usd"]),
+        market_cap=market_cap, fdv=fdv, created=_epoch(a["pool_created_at"]), protocol=DISPLAY.get(dex) or dex.title(),
+        windows=windows, image=image if "://" in image else None,
     )
 
 
@@ -254,8 +270,10 @@ def expectations(m: Market, t: Token) -> list[Expect]:
         options.append(opts)
     out = []
     for combo in itertools.product(*options):
-        known = [o for o in combo if o.liquidity is not None]
-        mains = [max(known, key=lambda o: o.liquidity)] if known else list(combo)
+        # CONTRACT §2: the most liquid pool quoted in SOL, USDC or USDT; only without one, of any quote.
+        candidates = [o for o in combo if o.quote in MAIN_QUOTES] or list(combo)
+        known = [o for o in candidates if o.liquidity is not None]
+        mains = [max(known, key=lambda o: o.liquidity)] if known else candidates
         for main in mains:
             out.append(_pool_record(t, combo, main, jup, gt, token_images))
     return out
@@ -320,8 +338,10 @@ def _jupiter_standin(m: Market, t: Token, jup: dict, gt: dict | None, token_imag
     first = jup.get("firstPool")
     f["created_at"] = OneOf((None, _epoch(first["createdAt"]) if first else None))
     launchpad = jup.get("launchpad")
+    graduated = jup.get("graduatedPool") is not None or jup.get("graduatedAt") is not None
+    # The launchpad is its protocol only until it graduated (then it trades elsewhere).
     f["protocol"] = OneOf((None, DISPLAY.get(launchpad.replace(".", "-"), launchpad.title())
-                                 if launchpad else None))
+                                 if launchpad and not graduated else None))
     f["image_url"] = OneOf(tuple(token_images.values())) if token_images else None
     f["sources"] = SourcesExpect(frozenset(used), frozenset(token_images) - used,
                                  image_needs_token_level=True)
@@ -465,6 +485,9 @@ class Exposure:
         for prefix in ("/tokens/v1/solana/", "/token-pairs/v1/solana/", "/latest/dex/tokens/"):
             if path.startswith(prefix):
                 self._mark("dexscreener", path[len(prefix):].split(","), at)
+        if path.startswith("/latest/dex/pairs/solana/"):  # pools by address: their tokens were refreshed
+            ids = path.removeprefix("/latest/dex/pairs/solana/").split(",")
+            self._mark("dexscreener", [self.pool_base[i] for i in ids if i in self.pool_base], at)
 
     def _gt(self, at: float, raw: str) -> None:
         path, _, query = raw.partition("?")
@@ -485,6 +508,9 @@ class Exposure:
         elif path.startswith("/networks/solana/tokens/"):
             mints = path.removeprefix("/networks/solana/tokens/").removeprefix("multi/").split(",")
             self._mark("geckoterminal", mints, at)
+            # include=top_pools: each token's top pool comes with it
+            served = [top for top in (self.m.gt_top_pool(self.m.by_mint[x]) for x in mints if x in self.m.by_mint)
+                      if top is not None and not top.base.special]
         for p in served:
             self.gt_pools_served.add(p.address)
             self._mark("geckoterminal", [p.base.mint], at)
@@ -534,6 +560,7 @@ class Run:
     wanted: set[str]
     arranged: dict[str, str]
     sol_quotes: dict[str, float]
+    limits: dict[str, int] = field(default_factory=dict)
     expectations: dict[str, list[Expect]] = field(default_factory=dict)
 
 
@@ -613,10 +640,12 @@ def arrange(m: Market) -> dict[str, str]:
 
 
 def sol_quotes(m: Market) -> dict[str, float]:
-    """SOL/USD as each upstream serves it (upstreams.md §4)."""
+    """SOL/USD as each upstream serves it (upstreams.md §4); DexScreener's is the median over its deep
+    wSOL/USDC pools (every pool at least a tenth as deep as the deepest), not the single deepest one."""
     ds_pairs = [shapes.ds_pair(m, p) for p in m.sol.pools if m.ds_visible(p) and p.quote is m.usdc]
-    best = max(ds_pairs, key=lambda pair: pair["liquidity"]["usd"])
-    return {"jupiter": shapes.jup_price(m, m.sol)["usdPrice"], "dexscreener": float(best["priceUsd"]),
+    deepest = max(pair["liquidity"]["usd"] for pair in ds_pairs)
+    deep = [float(pair["priceUsd"]) for pair in ds_pairs if pair["liquidity"]["usd"] >= deepest / 10]
+    return {"jupiter": shapes.jup_price(m, m.sol)["usdPrice"], "dexscreener": statistics.median(deep),
             "geckoterminal": float(shapes.dec(m.sol.price, 12))}
 
 
@@ -640,7 +669,11 @@ async def _collect() -> Run:
     async with serve_market(market, tick_interval=None) as upstream:
         wanted = market.discoverable()
         exposure = Exposure(market)
-        async with running_service(fast_settings(upstream)) as (base, app), \
+        settings = fast_settings(upstream)
+        # The market enforces the same limits (and DexScreener's 60/min feeds, Jupiter's burst limit): any
+        # excess would be a 429 in its log.
+        market.rate_limits.update(settings.rate_limits)
+        async with running_service(settings) as (base, app), \
                 httpx.AsyncClient(timeout=10) as client:
             ingest = app.state.service.ingest
 
@@ -673,7 +706,8 @@ async def _collect() -> Run:
                            message="two more committed cycles")
             records = await all_records(client, base)
     by_address = {r["token_address"]: r for r in records}
-    run = Run(market, by_address, [r["token_address"] for r in records], wanted, arranged, sol_quotes(market))
+    run = Run(market, by_address, [r["token_address"] for r in records], wanted, arranged, sol_quotes(market),
+              dict(settings.rate_limits))
     for mint in by_address:
         t = market.by_mint.get(mint)
         run.expectations[mint] = expectations(market, t) if t is not None else []
@@ -786,6 +820,21 @@ def _gt_only_pool(run: Run, t: Token) -> bool:
     return len(visible_pools(m, t)) >= 2 and any(m.gt_visible(p) and not m.ds_visible(p) for p in t.pools)
 
 
+def _junk_and_main_quote(run: Run, t: Token) -> bool:
+    pools = visible_pools(run.market, t)
+    return any(p.junk for p in pools) and any(not p.junk and p.quote in (run.market.sol, run.market.usdc)
+                                              for p in pools)
+
+
+def _only_junk(run: Run, t: Token) -> bool:
+    pools = visible_pools(run.market, t)
+    return bool(pools) and all(p.junk for p in pools)
+
+
+def _reversed_on_geckoterminal(run: Run, t: Token) -> bool:
+    return any(p.gt_reversed and run.market.gt_visible(p) for p in t.pools)
+
+
 def _arranged(case: str):
     return lambda run, t: t.mint == run.arranged[case]
 
@@ -797,6 +846,9 @@ CASES = {
     "pumpfun_bonding_curve": _bonding_curve,
     "jupiter_only_no_pool": _jupiter_only,
     "geckoterminal_only_pools": _gt_only_pool,
+    "junk_quoted_pool_besides_a_sol_or_usdc_pool": _junk_and_main_quote,
+    "only_a_junk_quoted_pool": _only_junk,
+    "pool_oriented_the_other_way_round_on_geckoterminal": _reversed_on_geckoterminal,
     **{case: _arranged(case) for case in (
         "null_price_usd_main_pool", "market_cap_unknown_everywhere", "market_cap_from_geckoterminal",
         "fdv_from_geckoterminal", "market_cap_and_fdv_from_jupiter",
@@ -834,6 +886,21 @@ def _case_specifics(run: Run, case: str, t: Token, record: dict) -> None:
     elif case == "market_cap_and_fdv_from_jupiter":
         assert record["market_cap_usd"] == jup["mcap"] and record["fdv_usd"] == jup["fdv"]
         assert "jupiter" in record["sources"]
+    elif case == "junk_quoted_pool_besides_a_sol_or_usdc_pool":
+        junk = next(p for p in visible_pools(m, t) if p.junk)
+        assert record["pair_address"] != junk.address
+        # on paper the junk-quoted pool is deeper than the real main pool: only §2's quote rule keeps it out
+        reported = shapes.ds_pair(m, junk)["liquidity"]["usd"] if m.ds_visible(junk) else None
+        main = m.main_pool(t)
+        assert record["pair_address"] == main.address
+        assert reported is None or reported > main.liquidity
+    elif case == "only_a_junk_quoted_pool":
+        assert record["pair_address"] == next(p for p in visible_pools(m, t) if p.junk).address
+    elif case == "pool_oriented_the_other_way_round_on_geckoterminal":
+        flipped = [p for p in t.pools if p.gt_reversed and m.gt_visible(p)]
+        assert shapes.gt_pool(m, flipped[0])["relationships"]["quote_token"]["data"]["id"] == f"solana_{t.mint}"
+        if any(p.address == record["pair_address"] for p in flipped):
+            assert record["price_usd"] is not None and not math.isclose(record["price_usd"], m.sol_usd)
     elif case == "negative_reserve_on_geckoterminal_only_token":
         negative = [p for p in t.pools if p.gt_neg_reserve]
         others = [p for p in t.pools if m.gt_visible(p) and not p.gt_neg_reserve]
@@ -860,3 +927,28 @@ def test_case_is_covered_and_exact(run: Run, case: str) -> None:
             continue
         _case_specifics(run, case, t, record)
     assert not failures, "\n".join(failures)
+
+
+def _max_in_window(times: list[float], window: float = 60.0) -> int:
+    """The most requests inside any `window` seconds (a sliding window, as the upstreams count)."""
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+def test_no_budget_rate_group_or_burst_limit_was_exceeded(run: Run) -> None:
+    """From the market's own request log: DexScreener's 60/min feeds apart from its other group, every
+    budget in any sliding 60 s, and not one 429 (the market enforces all of these, Jupiter's burst too)."""
+    log = run.market.requests
+    limits = run.limits
+    for source, requests in log.items():
+        assert [path for _, path, status in requests if status == 429] == [], source
+    feeds = [t for t, path, _ in log["dexscreener"] if path.startswith(("/token-profiles/", "/token-boosts/"))]
+    pairs = [t for t, path, _ in log["dexscreener"] if not path.startswith(("/token-profiles/", "/token-boosts/"))]
+    assert feeds and _max_in_window(feeds) <= 60
+    assert _max_in_window(pairs) <= limits["dexscreener"]
+    for source in ("geckoterminal", "jupiter"):
+        assert _max_in_window([t for t, _, _ in log[source]]) <= limits[source]
+    # every /tokens/v1 batch fits under the 30-pair cap as last known, and a cut answer is asked again
+    sizes = [len(path.split("?")[0].rsplit("/", 1)[1].split(",")) for _, path, _ in log["dexscreener"]
+             if path.startswith("/tokens/v1/")]
+    assert sizes and max(sizes) <= 30

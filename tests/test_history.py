@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
-from datetime import datetime
 
 import httpx
 import pytest
@@ -14,7 +12,6 @@ from app.demo.market import Market
 from app.demo.server import serve_market
 from app.history import DAY_S, KEEP_EVERY_S, STEP_S, THIN_AFTER_S, memory_history, open_state, origin_of
 from app.model import SOURCES
-from app.sources import geckoterminal
 from app.store.memory import MemoryStore
 from tests.stores import memory_store
 from tests.support import fast_settings, running_service, wait_for
@@ -150,33 +147,6 @@ async def test_unusable_data_dir_is_one_error_and_no_persistence(tmp_path):
     assert history.times() == [T0]
 
 
-def test_candles_go_to_watched_tokens_first_then_the_most_active_each_at_most_hourly():
-    from app.config import load_settings
-    from app.ingest.merge import TokenState, main_pool
-    from app.ingest.scheduler import CANDLE_EVERY_S, Ingest
-    from app.model import PoolObservation, WindowStats
-
-    mints = [c * 43 + "9" for c in "CDEFG"]
-    watched = [mints[4], "H" * 44]  # a watched token the ingest doesn't track is skipped
-    ingest = Ingest(load_settings({}, dotenv=None), MemoryStore(), {}, watched=lambda: watched)
-    for rank, mint in enumerate(mints):
-        state = ingest.tokens[mint] = TokenState(mint)
-        for n, liquidity in enumerate((10.0, 99.0)):
-            state.add_pool(PoolObservation("dexscreener", f"{mint[:40]}P{n}00", mint, T0,
-                                           liquidity_usd=liquidity,
-                                           stats={"24h": WindowStats(volume_usd=1e6 / (rank + 1))}))
-    assert main_pool(ingest.tokens[mints[0]]).pool_address.endswith("P100")  # the most liquid pool
-    assert ingest._next_candle_token(T0) == mints[4]
-    ingest._candle_next[mints[4]] = T0 + CANDLE_EVERY_S
-    assert ingest._next_candle_token(T0) == mints[0]  # then by 24h volume
-    for mint in mints:
-        ingest._candle_next[mint] = T0 + CANDLE_EVERY_S
-    assert ingest._next_candle_token(T0 + 60) is None
-    assert ingest._next_candle_token(T0 + CANDLE_EVERY_S) == mints[4]
-    # The spare budget at the default limits: 10/min less 3 for discovery less 6 for refresh.
-    assert ingest.candle_spare_per_min() == pytest.approx(1.0)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Integration: the real service against the demo market
 
@@ -197,64 +167,11 @@ async def records_of(client, base) -> list[dict]:
             return out
 
 
-def week_old(record: dict, now: float, days: float = 8.0) -> bool:
-    """Whether the token's main pool is over `days` old (so a week of daily candles exists)."""
-    created = record["created_at"]
-    return created is not None and datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() \
-        < now - days * DAY_S
-
-
-async def test_candles_give_7d_figures_to_the_most_active_tokens_within_the_budget(tmp_path):
-    market = Market(seed=5, n_tokens=150)
-    async with serve_market(market, tick_interval=None) as upstream:
-        settings = candle_settings(upstream, tmp_path)
-        started = time.monotonic()
-        async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
-            ingest = app.state.service.ingest
-
-            async def top_three_covered():
-                records = await records_of(client, base)
-                top = [r for r in records if week_old(r, time.time())][:3]  # default view: 24h volume desc
-                covered = len(top) == 3 and all(r["stats"]["7d"]["volume_usd"] is not None for r in top)
-                return top if covered else None
-
-            top = await wait_for(top_three_covered, timeout=20, interval=0.2, message="7d of the top three")
-            # One token checked against the candle math, on the same candles.
-            address = top[0]["token_address"]
-            fetched_at, figures = ingest._candles[address]
-            payload = (await client.get(f"{upstream.geckoterminal_url}/networks/solana/pools/"
-                                        f"{top[0]['pair_address']}/ohlcv/day",
-                                        params={"aggregate": 1, "limit": 8, "currency": "usd",
-                                                "token": "base"})).json()
-            expected = geckoterminal.seven_day(geckoterminal.parse_ohlcv(payload), fetched_at)
-            record = (await client.get(f"{base}/api/tokens/{address}")).json()
-            assert record["stats"]["7d"]["price_change"] == pytest.approx(expected.price_change, rel=1e-9)
-            assert record["stats"]["7d"]["volume_usd"] == pytest.approx(expected.volume_usd, rel=1e-3)
-            assert record["stats"]["7d"]["volume_sol"] == pytest.approx(
-                record["stats"]["7d"]["volume_usd"] / ingest.sol_usd, rel=1e-9)
-            assert figures["volume_usd"] == record["stats"]["7d"]["volume_usd"]
-            # Young tokens: no week of candles, no history: null, never made up.
-            young = [r for r in await records_of(client, base)
-                     if r["created_at"] and not week_old(r, time.time(), days=5)]
-            assert young and all(r["stats"]["7d"]["volume_usd"] is None for r in young)
-        elapsed = time.monotonic() - started
-        cycles, rounds = ingest.cycles, ingest._discovery_round
-    requests = market.requests["geckoterminal"]
-    ohlcv = [t for t, path, _ in requests if "/ohlcv/" in path]
-    discovery = [t for t, path, _ in requests if "trending_pools" in path or "new_pools" in path]
-    assert 3 <= len(ohlcv) <= cycles  # at most one per cycle ...
-    assert len(ohlcv) <= ingest.candle_spare_per_min() * elapsed / 60 + 1  # ... only from the spare budget
-    assert len(discovery) >= 3 * (rounds - 1)  # discovery was never starved
-    times = sorted(t for t, _, _ in requests)
-    limit = settings.rate_limits["geckoterminal"]
-    assert all(bisect.bisect_left(times, t + 60) - i <= limit for i, t in enumerate(times))  # any 60 s window
-
-
 async def test_own_history_gives_7d_figures_where_candles_do_not(tmp_path):
     market = Market(seed=3, n_tokens=60)
     async with serve_market(market, tick_interval=None) as upstream:
-        # The default fast limits leave GeckoTerminal no spare budget: no candles at all.
-        settings = fast_settings(upstream, data_dir=str(tmp_path))
+        # Without GeckoTerminal there are no candles at all (daily candles: tests/test_candles.py).
+        settings = fast_settings(upstream, data_dir=str(tmp_path), sources=("dexscreener", "jupiter"))
         first = sorted(t.mint for t in market.jup_top("toptraded", "1h"))
         covered, short = first[0], first[1]
         history, _ = open_state(tmp_path, origin_of(settings))
@@ -266,7 +183,7 @@ async def test_own_history_gives_7d_figures_where_candles_do_not(tmp_path):
             assert await history.record(records, now - k * DAY_S)
         history.close()
         async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
-            assert app.state.service.ingest.candle_spare_per_min() <= 0
+            assert app.state.service.ingest.candle_per_min() == 0
 
             async def seven_day():
                 response = await client.get(f"{base}/api/tokens/{covered}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ingest.merge import TokenState, merge
+from app.ingest.merge import POOL_TTL_S, TokenState, main_pool, merge
 from app.model import WSOL_MINT, PoolObservation, TokenInfo, WindowStats
 
 MINT = "9abcMintAddressXXXXXXXXXXXXXXXXXXXXXXpump"
@@ -136,10 +136,41 @@ def test_nothing_known_is_no_record():
     assert merge(TokenState(MINT), SOL, now=1.0) is None
 
 
-def test_a_source_answer_replaces_its_own_pools_only():
+def test_pools_stay_until_nobody_has_seen_them_for_30_minutes():
+    """Absence from one answer is no evidence (DexScreener cuts answers at 30 pairs): pools only expire."""
     state = TokenState(MINT)
-    state.add_pool(pool("A", source="dexscreener"))
-    state.add_pool(pool("B", source="dexscreener"))
-    state.add_pool(pool("C", source="geckoterminal"))
-    state.replace_source_pools("dexscreener", [pool("B", source="dexscreener", at=300.0)])
-    assert set(state.pools) == {"B", "C"}
+    state.add_pool(pool("A", source="dexscreener", at=0.0))
+    state.add_pool(pool("B", source="geckoterminal", at=100.0))
+    state.expire(POOL_TTL_S)
+    assert set(state.pools) == {"A", "B"}
+    state.expire(POOL_TTL_S + 50.0)
+    assert set(state.pools) == {"B"}
+
+
+JUNK = "JunkQuoteMintXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+
+
+def test_main_pool_is_the_most_liquid_sol_usdc_or_usdt_pool_not_a_junk_quoted_one():
+    """CONTRACT §2: a pool quoted in an illiquid token reports a huge, fictitious liquidity and price."""
+    state = TokenState(MINT)
+    state.add_pool(pool("Sol", liquidity_usd=1000.0, price_usd=0.002, quote_address=WSOL_MINT,
+                        stats={"24h": WindowStats(10.0, 3.0, 1, 1)}))
+    state.add_pool(pool("Usdc", liquidity_usd=2000.0, price_usd=0.0021, quote_address=USDC,
+                        stats={"24h": WindowStats(20.0, 4.0, 1, 1)}))
+    state.add_pool(pool("Junk", liquidity_usd=9e6, price_usd=0.09, quote_address=JUNK,
+                        stats={"24h": WindowStats(5.0, 50.0, 1, 1)}))
+    for candidate in (merge(state, SOL, now=1.0), merge(TokenState(MINT, pools=dict(state.pools)), SOL, now=1.0)):
+        assert candidate["pair_address"] == "Usdc" and candidate["price_usd"] == 0.0021
+        assert candidate["stats"]["24h"]["price_change"] == 4.0
+        assert candidate["liquidity_usd"] == 9e6 + 3000.0  # every pool still counts in the sums
+    assert main_pool(state).pool_address == "Usdc"
+    two = TokenState(MINT, pools={k: state.pools[k] for k in ("Sol", "Junk")})  # the two-pool fast path
+    assert merge(two, SOL, now=1.0)["pair_address"] == "Sol" and main_pool(two).pool_address == "Sol"
+
+
+def test_a_token_without_a_sol_or_stablecoin_pool_takes_its_most_liquid_pool_of_any_quote():
+    state = TokenState(MINT)
+    state.add_pool(pool("Junk", liquidity_usd=500.0, price_usd=0.09, quote_address=JUNK))
+    state.add_pool(pool("Unknown", liquidity_usd=900.0, price_usd=0.08, quote_address=None))
+    assert merge(state, SOL, now=1.0)["pair_address"] == "Unknown"
+    assert main_pool(state).pool_address == "Unknown"

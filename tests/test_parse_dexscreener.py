@@ -295,14 +295,17 @@ def sol_pair(pool: str, quote: str, price: str | None, liquidity: float | None) 
     return item
 
 
-def test_sol_price_most_liquid_stable_pair():
+def test_sol_price_is_the_median_over_deep_stable_pairs():
     payload = [
         sol_pair(mint(1), USDC, "147.90", 1_000_000),
         sol_pair(mint(2), USDT, "148.02", 9_000_000),
+        sol_pair(mint(4), USDC, "148.50", 5_000_000),
+        sol_pair(mint(5), USDC, "120.00", 800_000),  # under a tenth of the deepest: too shallow to count
         sol_pair(mint(3), OTHER, "999.0", 99_000_000),  # not a stable quote
         pair(),  # SOL only as quote: not a SOL price
     ]
-    assert ds.sol_price(payload) == 148.02
+    assert ds.sol_price(payload) == 148.02  # median of 147.90, 148.02, 148.50; not the single deepest
+    assert ds.sol_price(payload[1:3]) == pytest.approx((148.02 + 148.50) / 2)
 
 
 def test_sol_price_none_without_stable_pairs():
@@ -315,6 +318,40 @@ def test_sol_price_none_without_stable_pairs():
 def test_sol_price_unknown_liquidity_loses_to_known():
     payload = [sol_pair(mint(1), USDC, "150.0", None), sol_pair(mint(2), USDC, "148.0", 10.0)]
     assert ds.sol_price(payload) == 148.0
+    assert ds.sol_price([sol_pair(mint(1), USDC, "150.0", None)]) == 150.0  # no depth known: all count
+
+
+# --- the answer cap and the two rate-limit groups ------------------------------------------------------
+
+
+def test_pairs_request_by_pool_address():
+    assert ds.pairs_request([POOL, OTHER_POOL]) == (f"/latest/dex/pairs/solana/{POOL},{OTHER_POOL}", {})
+    assert ds.pairs_request([mint(i) for i in range(30)])[0].count(",") == 29
+    with pytest.raises(ValueError):
+        ds.pairs_request([mint(i) for i in range(31)])
+
+
+def test_read_pairs_counts_pairs_per_mint_on_either_side_and_flags_a_full_answer():
+    quoted = pair(pairAddress=mint(40))
+    quoted["baseToken"] = {"address": OTHER, "name": "o", "symbol": "O"}
+    quoted["quoteToken"] = {"address": MINT, "name": "m", "symbol": "M"}
+    answer = ds.read_pairs([pair(), quoted], NOW, wanted={MINT})
+    assert [p.pool_address for p in answer.pools] == [POOL]  # only base-side pools are the mint's
+    assert answer.per_mint == {MINT: 2} and answer.total == 2 and not answer.possibly_cut
+    full = [pair(pairAddress=mint(i)) for i in range(ds.ANSWER_CAP)]
+    assert ds.read_pairs(full, NOW, wanted={MINT}).possibly_cut
+    wrapped = ds.read_pairs({"schemaVersion": "1.0.0", "pairs": None}, NOW, wanted={MINT})
+    assert wrapped.total == 0 and wrapped.per_mint == {} and not wrapped.possibly_cut
+
+
+def test_rate_groups():
+    for path in ds.DISCOVERY_PATHS:
+        assert ds.rate_group(path) == ds.LIST_GROUP
+    for path in (ds.tokens_request([MINT])[0], ds.token_pairs_request(MINT)[0], ds.pairs_request([POOL])[0],
+                 "/latest/dex/search"):
+        assert ds.rate_group(path) == "main"
+    assert ds.list_group_per_min(300) == 60 and ds.list_group_per_min(3000) == 60
+    assert ds.list_group_per_min(150) == 30 and ds.list_group_per_min(1) == 1
 
 
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
@@ -336,6 +373,7 @@ def test_fuzz_parsers_raise_only_format_errors(data):
         lambda p: ds.parse_pairs(p, NOW, wanted={MINT}),
         ds.parse_discovery,
         ds.sol_price,
+        lambda p: ds.read_pairs(p, NOW, wanted={MINT, WSOL_MINT, USDC}).pools,
     ):
         try:
             result = parse(payload)

@@ -91,16 +91,18 @@ def test_batch_caps(build):
         build(["solana_" + MINT])
 
 
-def test_ohlcv_request():
-    assert gt.ohlcv_request(POOL) == (
+def test_ohlcv_request_names_the_token_by_mint_and_keeps_empty_days():
+    assert gt.ohlcv_request(POOL, MINT) == (
         f"/networks/solana/pools/{POOL}/ohlcv/day",
-        {"aggregate": 1, "limit": 8, "currency": "usd", "token": "base"},
+        {"aggregate": 1, "limit": 8, "currency": "usd", "token": MINT, "include_empty_intervals": "true"},
     )
-    assert gt.ohlcv_request(POOL, days=30)[1]["limit"] == 30
+    assert gt.ohlcv_request(POOL, MINT, days=30)[1]["limit"] == 30
     with pytest.raises(ValueError):
-        gt.ohlcv_request(POOL, days=0)
+        gt.ohlcv_request(POOL, MINT, days=0)
     with pytest.raises(ValueError):
-        gt.ohlcv_request("../etc")
+        gt.ohlcv_request("../etc", MINT)
+    with pytest.raises(ValueError):
+        gt.ohlcv_request(POOL, "base")  # never `base`: the pool may be oriented the other way round
 
 
 # --- pools ------------------------------------------------------------------------------------------
@@ -264,6 +266,52 @@ def test_sol_price_from_pools_median_of_wsol_quoted():
     extra_pool(doc, mint(1), mint(2), WSOL_MINT, quote_token_price_usd="150.00")
     extra_pool(doc, mint(3), mint(4), USDC, quote_token_price_usd="1.0")  # not a SOL price
     assert gt.sol_price_from_pools(doc) == 148.50  # median of 148.02, 148.50, 150.00
+
+
+def reversed_doc() -> dict:
+    """The sample pool as GeckoTerminal may orient it: SOL as base, the token as quote."""
+    doc = pools_doc()
+    item = doc["data"][0]
+    a = item["attributes"]
+    a.update(name="SOL / DWL", base_token_price_usd="148.02", quote_token_price_usd="0.0006098",
+             base_token_price_quote_token="242718.4", quote_token_price_base_token="0.00000412",
+             fdv_usd="88000000000.0", market_cap_usd="70000000000.0")
+    rel = item["relationships"]
+    rel["base_token"], rel["quote_token"] = rel["quote_token"], rel["base_token"]
+    return doc
+
+
+def test_a_pool_oriented_the_other_way_round_is_the_quote_tokens_pool():
+    obs = gt.parse_pools(reversed_doc(), NOW)[0]
+    normal = gt.parse_pools(pools_doc(), NOW)[0]
+    assert obs.base_address == MINT and obs.quote_address == WSOL_MINT and obs.pool_address == POOL
+    assert (obs.base_name, obs.base_symbol, obs.image_url) == (normal.base_name, normal.base_symbol,
+                                                               normal.image_url)
+    assert obs.price_usd == 0.0006098 and obs.price_native == 0.00000412 and obs.liquidity_usd == 61234.12
+    # GeckoTerminal's market cap, FDV and price changes there are SOL's: unknown for the token.
+    assert obs.market_cap_usd is None and obs.fdv_usd is None
+    for window, stats in normal.stats.items():  # a buy of SOL is a sell of the token
+        assert obs.stats[window] == WindowStats(stats.volume_usd, None, stats.sells, stats.buys)
+    # SOL/USDC stays SOL's pool (neither side is a meme token), and is a SOL price.
+    doc = pools_doc()
+    extra_pool(doc, OTHER_POOL, WSOL_MINT, USDC, base_token_price_usd="149.0")
+    assert gt.parse_pools(doc, NOW)[1].base_address == WSOL_MINT
+    assert gt.sol_price_from_pools(reversed_doc()) == 148.02
+
+
+def test_top_pools_included_in_a_tokens_answer_are_read():
+    doc = load("geckoterminal_tokens_multi.json")
+    pool = pools_doc()["data"][0]
+    doc["included"] = [pool, {"id": "pump-fun", "type": "dex", "attributes": {"name": "Pump.fun"}}]
+    [obs] = gt.parse_top_pools(doc, NOW)
+    expected = gt.parse_pools({"data": [pool]}, NOW)[0]  # no included tokens: mints from the ids
+    assert obs == expected and obs.base_address == MINT and obs.price_usd == 0.0006098
+    flipped = reversed_doc()["data"][0]
+    doc["included"] = [flipped]
+    assert gt.parse_top_pools(doc, NOW)[0].base_address == MINT
+    assert gt.parse_top_pools(load("geckoterminal_tokens_multi.json"), NOW) == []
+    with pytest.raises(UpstreamFormatError):
+        gt.parse_top_pools({"errors": []}, NOW)
 
 
 def test_sol_price_from_pools_none_without_sol_quote():
@@ -485,6 +533,7 @@ def test_fuzz_parsers_raise_only_format_errors(data):
         lambda p: gt.parse_pools(p, NOW),
         gt.sol_price_from_pools,
         lambda p: gt.parse_tokens(p, NOW),
+        lambda p: gt.parse_top_pools(p, NOW),
         gt.parse_simple_prices,
         lambda p: gt.parse_simple_tokens(p, NOW),
         gt.parse_ohlcv,

@@ -96,7 +96,7 @@ def test_parse_tokens_full_example():
                 "24h": WindowStats(pytest.approx(903112.7), 88.1, 8123, 7011),
             },
             top_pool=POOL,
-            protocol="Pump.fun",
+            protocol=None,  # graduated to its PumpSwap pool: pump.fun is where it came from
         )
     ]
 
@@ -136,8 +136,15 @@ def test_parse_tokens_top_pool_falls_back_to_first_pool():
 
 
 @pytest.mark.parametrize(("launchpad", "expected"), [("pump.fun", "Pump.fun"), ("met-dbc", "Met Dbc"), (None, None)])
-def test_parse_tokens_protocol_from_launchpad(launchpad, expected):
-    assert jup.parse_tokens([token(launchpad=launchpad)], NOW)[0].protocol == expected
+def test_parse_tokens_protocol_from_launchpad_before_graduation(launchpad, expected):
+    item = token(launchpad=launchpad, graduatedPool=None, graduatedAt=None)
+    assert jup.parse_tokens([item], NOW)[0].protocol == expected
+
+
+@pytest.mark.parametrize("graduated", [{}, {"graduatedPool": None}, {"graduatedAt": None}])
+def test_a_graduated_token_has_no_launchpad_protocol(graduated):
+    """After graduation the token trades on its graduated pool: its launchpad is history, not its DEX."""
+    assert jup.parse_tokens([token(launchpad="pump.fun", **graduated)], NOW)[0].protocol is None
 
 
 def test_parse_tokens_extra_keys_ignored_and_bad_items_counted():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from app.model import POOL_WINDOWS, SOURCES, WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
+from app.model import MAIN_QUOTES, POOL_WINDOWS, SOURCES, WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
 from app.sources.values import iso
 
 # A pool not seen again for this long is forgotten (it may have been drained or delisted).
@@ -31,14 +31,6 @@ class TokenState:
         old = self.pools.get(pool.pool_address)
         if old is None or pool.observed_at >= old.observed_at:
             self.pools[pool.pool_address] = pool
-
-    def replace_source_pools(self, source: str, pools: list[PoolObservation]) -> None:
-        """A source's complete answer for this mint: its pools missing from the answer are gone."""
-        seen = {pool.pool_address for pool in pools}
-        for address in [a for a, p in self.pools.items() if p.source == source and a not in seen]:
-            del self.pools[address]
-        for pool in pools:
-            self.add_pool(pool)
 
     def expire(self, now: float) -> None:
         """Forget pools not seen for POOL_TTL_S. Runs before every merge, so the usual case (nothing
@@ -69,14 +61,18 @@ class TokenState:
         return bool(self.pools or self.infos)
 
 
-def _main_pool(pools: list[PoolObservation]) -> PoolObservation:
-    """Most liquidity_usd; unknown liquidity counts lowest; ties by pool address for a stable choice."""
-    return max(pools, key=lambda p: (p.liquidity_usd is not None, p.liquidity_usd or 0.0, p.pool_address))
+def main_pool_of(pools: list[PoolObservation]) -> PoolObservation | None:
+    """CONTRACT §2: the most liquid pool quoted in SOL, USDC or USDT; only without one, the most liquid of
+    any quote. Unknown liquidity counts lowest; ties by pool address for a stable choice. None without pools."""
+    preferred = [p for p in pools if p.quote_address in MAIN_QUOTES] or pools
+    if not preferred:
+        return None
+    return max(preferred, key=lambda p: (p.liquidity_usd is not None, p.liquidity_usd or 0.0, p.pool_address))
 
 
 def main_pool(state: TokenState) -> PoolObservation | None:
-    """The pool that gives a token's price (the most liquidity), or None without pools."""
-    return _main_pool(list(state.pools.values())) if state.pools else None
+    """The pool that gives a token's price (CONTRACT §2), or None without pools."""
+    return main_pool_of(list(state.pools.values()))
 
 
 # `sources` as a bit set while merging (cheaper than a set of strings), and each bit set's list in
@@ -194,9 +190,12 @@ def merge(state: TokenState, sol_usd: float | None, now: float,
     gecko = infos.get("geckoterminal")
 
     if pools:
-        # One pass: the main pool, the sources and the summed liquidity.
+        # One pass: the main pool, the sources and the summed liquidity. Two candidates for the main pool
+        # (CONTRACT §2): the best quoted in SOL/USDC/USDT (`main`), and the best of any other quote.
         main: PoolObservation | None = None
         main_liquidity: float | None = None
+        other: PoolObservation | None = None
+        other_liquidity: float | None = None
         used = 0
         liquidity_usd: float | None = None
         for pool in pools.values():
@@ -204,16 +203,25 @@ def merge(state: TokenState, sol_usd: float | None, now: float,
             liquidity = pool.liquidity_usd
             if liquidity is not None:
                 liquidity_usd = (liquidity_usd or 0.0) + liquidity
-            # The order of _main_pool: known liquidity first, then more of it, then the pool address.
-            if main is None:
+            # The order of main_pool_of: known liquidity first, then more of it, then the pool address.
+            if pool.quote_address in MAIN_QUOTES:
+                best, best_liquidity = main, main_liquidity
+            else:
+                best, best_liquidity = other, other_liquidity
+            if best is None:
                 better = True
             elif liquidity is None:
-                better = main_liquidity is None and pool.pool_address > main.pool_address
+                better = best_liquidity is None and pool.pool_address > best.pool_address
             else:
-                better = (main_liquidity is None or liquidity > main_liquidity
-                          or (liquidity == main_liquidity and pool.pool_address > main.pool_address))
+                better = (best_liquidity is None or liquidity > best_liquidity
+                          or (liquidity == best_liquidity and pool.pool_address > best.pool_address))
             if better:
-                main, main_liquidity = pool, liquidity
+                if pool.quote_address in MAIN_QUOTES:
+                    main, main_liquidity = pool, liquidity
+                else:
+                    other, other_liquidity = pool, liquidity
+        if main is None:
+            main = other
         assert main is not None
         if len(pools) == 1:
             stats = _copied_stats(main.stats, sol_usd)
@@ -328,3 +336,16 @@ def merge(state: TokenState, sol_usd: float | None, now: float,
         "sources": list(_SOURCES_BY_BITS[used]),
         "updated_at": updated_at or iso(now),
     }
+
+
+def merge_window(old: WindowStats | None, new: WindowStats) -> WindowStats:
+    """One window of a token-level source updated by a partial answer (Price v3 knows only the 24h price
+    change): the new figures where known, the rest of what the source said before."""
+    if old is None:
+        return new
+    return WindowStats(
+        volume_usd=new.volume_usd if new.volume_usd is not None else old.volume_usd,
+        price_change=new.price_change if new.price_change is not None else old.price_change,
+        buys=new.buys if new.buys is not None else old.buys,
+        sells=new.sells if new.sells is not None else old.sells,
+    )

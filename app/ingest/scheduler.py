@@ -1,23 +1,20 @@
-"""Discovery and refresh: spend each upstream's budget where it matters, then commit one version.
+"""The ingest loop: spend each upstream's budget where it matters, then commit one version.
 
-Each cycle (every REFRESH_INTERVAL_S): discovery when due, then every source refreshes the tracked
-tokens that are most active and most stale, batched to the maximum its endpoint takes; the cycle's
-SOL/USD price is read from the upstreams; the tokens touched are merged and committed as one version.
-
-7d figures: daily candles (GeckoTerminal OHLCV, one call per pool, at most hourly per token) for the
-most-watched tokens, paid only from GeckoTerminal's spare budget; elsewhere the service's own sampled
-history (app.history). After each commit the history is sampled when due and the snapshot saved now
-and then, so a restart serves the last records at once (`restore`).
+Each cycle (every REFRESH_INTERVAL_S): one cheap probe to an upstream whose circuit is half open;
+discovery when due (app.ingest.discovery); each source's refresh of the most active, most stale tokens
+(app.ingest.refresh_*, one strategy per upstream) and daily candles (app.ingest.candles), each from its
+share of the budget (app.ingest.allowance); the cycle's SOL/USD price; the tokens touched merged and
+committed as one version, and one info line saying what the cycle did. After each commit the history is
+sampled when due and the snapshot saved now and then, so a restart serves the last records at once.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -25,46 +22,32 @@ import anyio
 from app.alerts import AlertDetector
 from app.config import Settings
 from app.history import History, SnapshotStore
+from app.ingest import discovery
+from app.ingest.allowance import Budget, budget
+from app.ingest.candles import SevenDay
 from app.ingest.leader import changeset, cycle_summary
-from app.ingest.merge import TokenState, main_pool, merge
-from app.model import WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
-from app.sources import dexscreener, geckoterminal, jupiter
-from app.sources.client import UpstreamClient, UpstreamError
+from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
+from app.ingest.refresh_dexscreener import DexScreenerRefresh
+from app.ingest.refresh_geckoterminal import GeckoTerminalRefresh
+from app.ingest.refresh_jupiter import JupiterRefresh
+from app.ingest.report import CycleReport
+from app.model import MAIN_QUOTES, PoolObservation, Record, TokenInfo
+from app.sources.client import UpstreamClient, UpstreamError, describe
 from app.sources.values import UpstreamFormatError, is_mint, iso
 from app.store.base import CommitRejected, FencingError, Store, Version
 
 log = logging.getLogger("app.ingest")
 
-# Calls each discovery round costs per source; kept out of the refresh share so discovery always fits.
-DISCOVERY_CALLS = {"dexscreener": 3, "geckoterminal": 3, "jupiter": 3}
-# GeckoTerminal token-level figures (a market cap or FDV fallback) are asked again after this long.
-GT_TOKEN_FIGURES_MAX_AGE_S = 600.0
-GT_POOLLESS_MAX_AGE_S = 60.0
 # Preference for the cycle's SOL/USD price when several upstreams gave one.
 SOL_PREFERENCE = ("jupiter", "dexscreener", "geckoterminal")
-# Daily candles: each token's at most this often, for this many of the most-watched tokens; figures older
-# than CANDLE_TTL_S are dropped (the token fell out of the top); a failed call is retried after
-# CANDLE_RETRY_S.
-CANDLE_EVERY_S = 3600.0
-CANDLE_TOP = 300
-CANDLE_TTL_S = 3 * 3600.0
-CANDLE_RETRY_S = 300.0
+# Discovery never keeps more than this share of an upstream's budget (a very short DISCOVERY_INTERVAL_S
+# skips some of its requests instead of starving refresh).
+DISCOVERY_MAX_SHARE = 0.4
 # The last snapshot is saved at most this often (and at shutdown).
 SNAPSHOT_EVERY_S = 30.0
 # A restored token keeps its saved record until it has pools again or every source has refreshed it,
 # or at the latest this long after the restart.
 RESTORED_HOLD_S = 300.0
-
-
-@dataclass
-class CycleReport:
-    started_at: float
-    duration_s: float = 0.0
-    discovered: int = 0
-    refreshed: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    seq: int | None = None
-    candles: int = 0  # OHLCV calls made
 
 
 class Ingest:
@@ -91,22 +74,26 @@ class Ingest:
         self.last_discovery: float | None = None
         self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
         self.skipped_items: dict[str, int] = {source: 0 for source in clients}
+        self.sol_quotes: dict[str, float] = {}  # this cycle's SOL/USD price by source
         self.cycles = 0
         self._clock = clock
         self._on_cycle = on_cycle
         self._discovery_round = 0
         self._dirty: set[str] = set()
-        self._sol_quotes: dict[str, float] = {}
+        self._sent: dict[str, int] = {}  # each client's request count when the cycle began
+        # pools each source has reported: source -> mint -> pool address -> last seen
+        self._known: dict[str, dict[str, dict[str, float]]] = {source: {} for source in clients}
+        self.strategies = {"dexscreener": DexScreenerRefresh(self), "geckoterminal": GeckoTerminalRefresh(self),
+                           "jupiter": JupiterRefresh(self)}
+        self.budgets = {source: self._budget(source) for source in clients}
+        self.shares = {source: b.shares for source, b in self.budgets.items()}
         # 7d figures
         self.history = history
         self.snapshots = snapshots
-        self._watched = watched
-        self._candles: dict[str, tuple[float, dict[str, float | None] | None]] = {}  # (fetched_at, figures)
-        self._candle_next: dict[str, float] = {}  # when a token's candles may be asked for again
-        self._candle_credit = 0.0
-        self._candle_credit_at: float | None = None
-        self._history_7d: dict[str, dict[str, float | None]] = {}
-        self._history_due = history is not None
+        self._watched = watched  # which tokens live views show (the hub's), for candles
+        self.seven_day = SevenDay(self, history, watched)
+        if "geckoterminal" in self.budgets:
+            self.seven_day.allowance = self.budgets["geckoterminal"].candles
         # snapshots and restart
         self._snapshot_tag: str | None = None
         self._restored_success: float | None = None  # when the restored snapshot's data was last refreshed
@@ -119,13 +106,29 @@ class Ingest:
         self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x,
                                     settings.alert_min_volume_usd, settings.alert_min_liquidity_usd)
 
+    def _budget(self, source: str) -> Budget:
+        limit, settings = self.settings.rate_limits[source], self.settings
+        wanted = discovery.calls_per_minute(source, settings.discovery_interval_s, settings.refresh_interval_s)
+        return budget(limit, min(wanted, DISCOVERY_MAX_SHARE * limit), len(discovery.plan(source, 0)),
+                      settings.refresh_interval_s, candles=source == "geckoterminal")
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def candle_per_min(self) -> float:
+        """GeckoTerminal calls per minute kept for daily candles."""
+        shares = self.shares.get("geckoterminal")
+        return shares.candles if shares is not None else 0.0
+
     # ---- the loop -------------------------------------------------------------------------------
 
     async def cycle(self) -> CycleReport:
         now = self._clock()
         report = CycleReport(started_at=now)
         perf = time.perf_counter()
-        self._sol_quotes = {}
+        self._sent = sent = {source: client.sent for source, client in self.clients.items()}
+        self.sol_quotes = {}
+        await self._each_source(self._probe, report)
         due = self.last_discovery is None or now - self.last_discovery >= self.settings.discovery_interval_s
         if due:
             self.last_discovery = now
@@ -134,15 +137,19 @@ class Ingest:
             self._discovery_round += 1
             report.discovered = len(self.tokens) - before
         await self._each_source(self._refresh, report)
-        if self._sol_quotes:
-            source = next(s for s in SOL_PREFERENCE if s in self._sol_quotes)
-            self.sol_usd, self.sol_usd_at = self._sol_quotes[source], now
-        await self._update_seven_day(now)
+        if self.sol_quotes:
+            source = next(s for s in SOL_PREFERENCE if s in self.sol_quotes)
+            self.sol_usd, self.sol_usd_at = self.sol_quotes[source], now
+        await self.seven_day.update(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
         await self._persist(now)
         report.duration_s = time.perf_counter() - perf
+        report.calls = {source: client.sent - sent[source] for source, client in self.clients.items()}
         self.cycles += 1
+        log.info("cycle %d: %s", self.cycles, report.summary(len(self.tokens)))
+        for error in report.errors:
+            log.debug("cycle %d: %s", self.cycles, error)
         if self._on_cycle is not None:
             self._on_cycle(report)
         return report
@@ -163,19 +170,19 @@ class Ingest:
 
     # ---- calls, with shape errors counted --------------------------------------------------------
 
-    async def _call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any],
-                    max_wait: float | None = None) -> Any:
+    async def call(self, source: str, request: tuple[str, dict[str, Any]], parse: Callable[[Any], Any],
+                   max_wait: float | None = None, fresh: bool = False) -> Any:
         """One upstream call, parsed. A body of the wrong shape counts as that source's failure (and is
         not reused from the cache); malformed items skipped by the parser are counted for /health."""
         path, params = request
         client = self.clients[source]
         wait = self._max_wait() if max_wait is None else max_wait
-        payload = await client.get_json(path, params, max_wait=wait)
+        payload = await client.get_json(path, params, max_wait=wait, fresh=fresh)
         try:
             parsed = parse(payload)
         except UpstreamFormatError as exc:
             client.record_format_error(exc, path, params)
-            raise UpstreamError(source, f"unexpected shape on {path}: {exc}") from exc
+            raise UpstreamError(source, f"unexpected shape on {describe(path)}: {exc}") from exc
         # A parse may return (items, something read alongside them), e.g. pools and a SOL price.
         skipped = getattr(parsed[0] if isinstance(parsed, tuple) else parsed, "skipped", 0)
         if skipped:
@@ -186,61 +193,58 @@ class Ingest:
     def _max_wait(self) -> float:
         return max(1.0, self.settings.refresh_interval_s * 0.8)
 
-    def _refresh_calls(self, source: str) -> int:
-        """This cycle's share of the source's budget, less what discovery needs, never more than is free."""
-        limit = self.settings.rate_limits[source]
-        per_minute = limit - DISCOVERY_CALLS[source] * math.ceil(60.0 / self.settings.discovery_interval_s)
-        share = max(1, math.floor(max(per_minute, 1) * self.settings.refresh_interval_s / 60.0))
-        return min(share, self.clients[source].calls_affordable())
+    # ---- probe, discovery, refresh ------------------------------------------------------------------
 
-    # ---- discovery ---------------------------------------------------------------------------
+    async def _probe(self, source: str, report: CycleReport) -> None:
+        """A half-open circuit is tested with one small request (never from the cache), which also reads
+        SOL/USD; the refresh that follows goes out only if the circuit closed."""
+        if self.clients[source].circuit != "half_open":
+            return
+        strategy = self.strategies[source]
+        try:
+            price = await self.call(source, strategy.probe_request(), strategy.read_probe, fresh=True)
+        except UpstreamError as exc:
+            report.errors.append(str(exc))
+            report.probes[source] = False
+            return
+        report.probes[source] = True
+        if price:
+            self.sol_quotes[source] = price
 
     async def _discover(self, source: str, report: CycleReport) -> None:
-        now = self._clock()
-        if source == "dexscreener":
-            for path in dexscreener.DISCOVERY_PATHS:
-                try:
-                    mints = await self._call(source, (path, {}), dexscreener.parse_discovery)
-                except UpstreamError as exc:
-                    report.errors.append(str(exc))
-                    continue
-                self._track(mints, now)
-        elif source == "geckoterminal":
-            # Page 1 of some trending duration and of new pools every round; deeper pages rotate, so
-            # every page of every list is visited over the rounds.
-            r = self._discovery_round
-            duration = geckoterminal.DURATIONS[r % len(geckoterminal.DURATIONS)]
-            requests = [geckoterminal.trending_request(page=1, duration=duration),
-                        geckoterminal.new_pools_request(page=1 if r % 2 == 0 else 2 + (r // 2) % 9),
-                        geckoterminal.trending_request(page=2 + (r // len(geckoterminal.DURATIONS)) % 9,
-                                                       duration=duration)]
-            for request in requests:
-                try:
-                    pools = await self._call(source, request, lambda p: geckoterminal.parse_pools(p, observed_at=now))
-                except UpstreamError as exc:
-                    report.errors.append(str(exc))
-                    continue
-                self._take_pools(source, pools, now)
-        elif source == "jupiter":
-            combos = [(c, i) for i in ("1h", "24h", "5m", "6h") for c in jupiter.DISCOVERY_CATEGORIES]
-            first = (self._discovery_round * 2) % len(combos)
-            requests = [jupiter.top_request(*combos[first]), jupiter.top_request(*combos[first + 1]),
-                        jupiter.recent_request()]
-            if self._discovery_round == 0:  # the first round casts the widest net
-                requests = [jupiter.top_request(c, "1h") for c in jupiter.DISCOVERY_CATEGORIES] + [
-                    jupiter.recent_request()]
-            for request in requests:
-                try:
-                    infos = await self._call(source, request, lambda p: jupiter.parse_tokens(p, observed_at=now))
-                except UpstreamError as exc:
-                    report.errors.append(str(exc))
-                    continue
-                self._take_infos(infos, now, replace_stats=True)
+        if self.clients[source].circuit != "closed":
+            return  # only the probe tests an upstream that failed
+        await discovery.discover(self, source, report, self._discovery_round)
 
-    def _track(self, mints: Iterable[str], now: float) -> list[TokenState]:
+    def discovery_allows(self, source: str) -> bool:
+        """Whether discovery's share has room for one more request now (spending it if so)."""
+        allowance = self.budgets[source].discovery
+        if allowance.available(self._clock()) < 1:
+            return False
+        allowance.spend(1)
+        return True
+
+    async def _refresh(self, source: str, report: CycleReport) -> None:
+        client = self.clients[source]
+        if client.circuit != "closed":
+            return  # only the cycle's probe (one small request) tests an upstream that failed
+        allowance = self.budgets[source].refresh
+        calls = min(allowance.available(self._clock()), client.calls_affordable())
+        if client.pacer is not None:  # paced calls (discovery's included) must fit in the cycle, or its
+            fit = max(1, int(0.8 * self.settings.refresh_interval_s / client.pacer.spacing_s))  # commit waits
+            calls = min(calls, fit - (client.sent - self._sent.get(source, client.sent)))
+        if calls >= 1:
+            allowance.spend(await self.strategies[source].run(report, calls))
+        if source == "geckoterminal":
+            await self.seven_day.fetch(report)
+
+    # ---- the tracked universe -------------------------------------------------------------------
+
+    def track(self, mints: Iterable[str]) -> list[TokenState]:
+        """The states of `mints`, new ones tracked. SOL, USDC and USDT are never tracked as meme tokens."""
         states = []
         for mint in mints:
-            if mint == WSOL_MINT or not is_mint(mint):
+            if mint in MAIN_QUOTES or not is_mint(mint):
                 continue
             state = self.tokens.get(mint)
             if state is None:
@@ -248,31 +252,46 @@ class Ingest:
             states.append(state)
         return states
 
-    def _take_pools(self, source: str, pools: Iterable[PoolObservation], now: float) -> None:
+    def take_pools(self, source: str, pools: Iterable[PoolObservation], now: float) -> None:
+        known = self._known.setdefault(source, {})
+        seen = self.last_refreshed.setdefault(source, {})
         for pool in pools:
-            if pool.base_address == WSOL_MINT:
+            if pool.base_address in MAIN_QUOTES:
                 continue
-            for state in self._track([pool.base_address], now):
+            for state in self.track([pool.base_address]):
                 state.add_pool(pool)
                 self._dirty.add(state.address)
-                self.last_refreshed.setdefault(source, {})[state.address] = now
+                seen[state.address] = now
+                known.setdefault(state.address, {})[pool.pool_address] = now
 
-    def _take_infos(self, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
+    def take_infos(self, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
         for info in infos:
-            for state in self._track([info.address], now):
+            for state in self.track([info.address]):
                 old = state.infos.get(info.source)
                 if old is not None and not replace_stats:
                     info = replace(old, price_usd=info.price_usd, liquidity_usd=info.liquidity_usd,
                                    observed_at=info.observed_at,
-                                   stats={**old.stats, **{w: _merge_window(old.stats.get(w), s)
+                                   stats={**old.stats, **{w: merge_window(old.stats.get(w), s)
                                                           for w, s in info.stats.items()}})
                 state.infos[info.source] = info
                 self._dirty.add(state.address)
                 self.last_refreshed.setdefault(info.source, {})[state.address] = now
 
-    # ---- refresh ----------------------------------------------------------------------------
+    def known_pools(self, source: str) -> dict[str, dict[str, float]]:
+        """mint -> the pools `source` has reported for it (-> when last), those unseen for 30 minutes gone."""
+        known = self._known.setdefault(source, {})
+        now = self._clock()
+        for mint in [m for m, pools in known.items() if m not in self.tokens or not pools]:
+            del known[mint]
+        for pools in known.values():
+            for address in [a for a, at in pools.items() if now - at > POOL_TTL_S]:
+                del pools[address]
+        return known
 
-    def _priority(self, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
+    def mark_dirty(self, address: str) -> None:
+        self._dirty.add(address)
+
+    def priority(self, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
         """Most active and most stale first; never-refreshed tokens before all others."""
         now = self._clock()
         seen = self.last_refreshed.get(source, {})
@@ -284,154 +303,6 @@ class Ingest:
             return (1, -(now - last) * (1.0 + math.log10(1.0 + state.activity())))
 
         return [s.address for s in sorted(self.tokens.values() if candidates is None else candidates, key=key)]
-
-    async def _refresh(self, source: str, report: CycleReport) -> None:
-        await {"dexscreener": self._refresh_dexscreener, "geckoterminal": self._refresh_geckoterminal,
-               "jupiter": self._refresh_jupiter}[source](report)
-        if source == "geckoterminal":
-            await self._refresh_candles(report)
-
-    async def _refresh_dexscreener(self, report: CycleReport) -> None:
-        source = "dexscreener"
-        calls = self._refresh_calls(source)
-        if calls < 1:
-            return
-        try:  # one call for the SOL/USD price (cached for CACHE_TTL_S like any answer)
-            price = await self._call(source, dexscreener.tokens_request([WSOL_MINT]), dexscreener.sol_price)
-            if price:
-                self._sol_quotes[source] = price
-        except UpstreamError as exc:
-            report.errors.append(str(exc))
-        calls -= 1
-        order = self._priority(source)
-        for start in range(0, min(len(order), calls * dexscreener.BATCH), dexscreener.BATCH):
-            batch = order[start:start + dexscreener.BATCH]
-            now = self._clock()
-            try:
-                pools = await self._call(source, dexscreener.tokens_request(batch),
-                                         lambda p, b=batch: dexscreener.parse_pairs(p, observed_at=now, wanted=set(b)))
-            except UpstreamError as exc:
-                report.errors.append(str(exc))
-                if not exc.counted:
-                    break
-                continue
-            by_mint: dict[str, list[PoolObservation]] = {mint: [] for mint in batch}
-            for pool in pools:
-                by_mint.setdefault(pool.base_address, []).append(pool)
-            for mint, mint_pools in by_mint.items():
-                state = self.tokens.get(mint)
-                if state is None:
-                    continue
-                state.replace_source_pools(source, mint_pools)
-                self._dirty.add(mint)
-                self.last_refreshed[source][mint] = now
-            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
-
-    async def _refresh_geckoterminal(self, report: CycleReport) -> None:
-        source = "geckoterminal"
-        calls = self._refresh_calls(source)
-        if calls < 1:
-            return
-        order = self._priority(source)
-        now = self._clock()
-        # Token-level figures (tokens/multi) for tokens whose pools leave market cap or FDV unknown;
-        # pool figures (pools/multi) for the rest. With a budget of ~1 call a cycle, they alternate.
-        token_level = [m for m in order if self._needs_token_figures(self.tokens[m], now)][: geckoterminal.BATCH]
-        with_pools = [m for m in order if self.tokens[m].pools]
-        for call in range(calls):
-            now = self._clock()
-            if token_level and call == 0 and (self.cycles % 2 == 0 or not with_pools):
-                batch = token_level
-                if not await self._refresh_infos(source, geckoterminal.tokens_multi_request(batch),
-                                                 geckoterminal.parse_tokens, batch, report):
-                    return
-            else:
-                batch = with_pools[: geckoterminal.BATCH]
-                with_pools = with_pools[geckoterminal.BATCH:]
-                if not batch:
-                    return
-                pool_ids = [main_pool(self.tokens[m]).pool_address for m in batch]  # type: ignore[union-attr]
-                try:
-                    pools, price = await self._call(
-                        source, geckoterminal.pools_multi_request(pool_ids),
-                        lambda p: (geckoterminal.parse_pools(p, observed_at=now), geckoterminal.sol_price_from_pools(p)))
-                except UpstreamError as exc:
-                    report.errors.append(str(exc))
-                    return
-                if price:
-                    self._sol_quotes[source] = price
-                self._take_pools(source, pools, now)
-                for mint in batch:
-                    self.last_refreshed[source][mint] = now
-            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
-
-    async def _refresh_infos(self, source: str, request: tuple[str, dict[str, Any]],
-                             parse: Callable[..., Any], batch: list[str], report: CycleReport) -> bool:
-        """Token-level figures for `batch` (GeckoTerminal tokens/multi, Jupiter search); False on failure.
-
-        Every token asked counts as refreshed, known to the source or not, so a token the source does
-        not know moves to the back of its queue instead of taking a place in every batch.
-        """
-        now = self._clock()
-        try:
-            infos = await self._call(source, request, lambda p: parse(p, observed_at=now))
-        except UpstreamError as exc:
-            report.errors.append(str(exc))
-            return False
-        self._take_infos(infos, now, replace_stats=True)
-        seen = self.last_refreshed.setdefault(source, {})
-        for mint in batch:
-            if mint in self.tokens:
-                seen[mint] = now
-        return True
-
-    def _needs_token_figures(self, state: TokenState, now: float) -> bool:
-        """Would GeckoTerminal's token-level figures fill a gap (CONTRACT §2 fallbacks), and are ours old?
-
-        True for a token with no pool (its figures may come from GeckoTerminal alone: asked again after a
-        minute), or whose main pool and Jupiter leave market cap or FDV unknown (after ten minutes).
-        """
-        info = state.infos.get("geckoterminal")
-        age = now - info.observed_at if info is not None else float("inf")
-        main = main_pool(state)
-        if main is None:
-            return age >= GT_POOLLESS_MAX_AGE_S
-        if age < GT_TOKEN_FIGURES_MAX_AGE_S:
-            return False
-        jup = state.infos.get("jupiter")
-        no_mcap = main.market_cap_usd is None and (jup is None or jup.market_cap_usd is None)
-        no_fdv = main.fdv_usd is None and (jup is None or jup.fdv_usd is None)
-        return no_mcap or no_fdv
-
-    async def _refresh_jupiter(self, report: CycleReport) -> None:
-        source = "jupiter"
-        calls = self._refresh_calls(source)
-        if calls < 1:
-            return
-        # Tokens with no pool anywhere depend on Jupiter alone: they come first.
-        order = self._priority(source)
-        order.sort(key=lambda m: bool(self.tokens[m].pools))
-        now = self._clock()
-        price_batch = [m for m in order[: jupiter.PRICE_BATCH - 1]]
-        try:
-            prices, price = await self._call(
-                source, jupiter.price_request([WSOL_MINT, *price_batch]),
-                lambda p: (jupiter.parse_prices(p, observed_at=now), jupiter.sol_price(p)))
-        except UpstreamError as exc:
-            report.errors.append(str(exc))
-            return
-        if price:
-            self._sol_quotes[source] = price
-        self._take_infos([p for p in prices if p.address != WSOL_MINT], now, replace_stats=False)
-        calls -= 1
-        priced = set(price_batch)
-        rest = [m for m in order if m not in priced] + price_batch
-        for start in range(0, min(len(rest), calls * jupiter.SEARCH_BATCH), jupiter.SEARCH_BATCH):
-            batch = rest[start:start + jupiter.SEARCH_BATCH]
-            if not await self._refresh_infos(source, jupiter.search_request(batch), jupiter.parse_tokens, batch,
-                                             report):
-                return
-            report.refreshed[source] = report.refreshed.get(source, 0) + len(batch)
 
     # ---- merge and commit ----------------------------------------------------------------------
 
@@ -503,122 +374,10 @@ class Ingest:
             for seen in self.last_refreshed.values():
                 seen.pop(state.address, None)
             self._dirty.discard(state.address)
-            for table in (self._candles, self._candle_next, self._history_7d, self._restored):
-                table.pop(state.address, None)
+            self._restored.pop(state.address, None)
+            self.seven_day.forget(state.address)
+            self.strategies["dexscreener"].forget(state.address)
         return [state.address for state in least_active]
-
-    # ---- 7d figures: daily candles, then the service's own history -------------------------------
-
-    def candle_spare_per_min(self) -> float:
-        """GeckoTerminal calls per minute that neither discovery nor a full refresh share uses."""
-        source = "geckoterminal"
-        interval = self.settings.refresh_interval_s
-        limit = self.settings.rate_limits[source]
-        per_minute = limit - DISCOVERY_CALLS[source] * math.ceil(60.0 / self.settings.discovery_interval_s)
-        share = max(1, math.floor(max(per_minute, 1) * interval / 60.0))
-        return per_minute - share * 60.0 / interval
-
-    async def _refresh_candles(self, report: CycleReport) -> None:
-        """At most one OHLCV call, from the spare budget, for the most-watched token whose candles are due."""
-        source = "geckoterminal"
-        now = self._clock()
-        spare = self.candle_spare_per_min()
-        if spare <= 0:
-            return
-        last, self._candle_credit_at = self._candle_credit_at, now
-        elapsed = now - last if last is not None else 0.0
-        self._candle_credit = min(1.0, self._candle_credit + spare * elapsed / 60.0)
-        if self._candle_credit < 1.0:
-            return
-        interval = self.settings.refresh_interval_s
-        next_discovery = self.last_discovery is None or (
-            now + interval - self.last_discovery >= self.settings.discovery_interval_s)
-        reserve = DISCOVERY_CALLS[source] if next_discovery else 0  # the next discovery round comes first
-        if self.clients[source].calls_affordable() < 1 + reserve:
-            return
-        address = self._next_candle_token(now)
-        if address is None:
-            return
-        pool = main_pool(self.tokens[address])
-        try:
-            request = geckoterminal.ohlcv_request(pool.pool_address if pool is not None else "")
-        except ValueError:  # a pool id GeckoTerminal can't be asked about: try again in an hour
-            self._candle_next[address] = now + CANDLE_EVERY_S
-            return
-        self._candle_credit -= 1.0
-        report.candles += 1
-        try:
-            # max_wait=0: one attempt, no retry, no waiting for budget (retries would spend more than spare).
-            candles = await self._call(source, request, geckoterminal.parse_ohlcv, max_wait=0.0)
-        except UpstreamError as exc:
-            report.errors.append(str(exc))
-            self._candle_next[address] = now + CANDLE_RETRY_S
-            return
-        if self.history is not None:
-            self.history.remember_candles(address, candles, now)  # the token's chart, where history is short
-        stats = geckoterminal.seven_day(candles, now)
-        figures = ({"volume_usd": stats.volume_usd, "price_change": stats.price_change}
-                   if stats is not None else None)
-        self._candles[address] = (now, figures)
-        self._candle_next[address] = now + CANDLE_EVERY_S
-        self._apply_seven_day(address, now)
-
-    def _next_candle_token(self, now: float) -> str | None:
-        """Tokens shown in live views first, then the most active; the first whose candles are due."""
-        order: list[str] = []
-        seen: set[str] = set()
-        if self._watched is not None:
-            try:
-                watched = list(self._watched())
-            except Exception:  # noqa: BLE001 - a broken hook must not stop the candles
-                log.exception("watched() failed")
-                watched = []
-            for address in watched:
-                state = self.tokens.get(address)
-                if state is not None and state.pools and address not in seen:
-                    order.append(address)
-                    seen.add(address)
-        if len(order) < CANDLE_TOP:
-            active = heapq.nlargest(CANDLE_TOP - len(order),
-                                    (s for s in self.tokens.values() if s.pools and s.address not in seen),
-                                    key=lambda s: (s.activity(), s.address))
-            order.extend(s.address for s in active)
-        for address in order[:CANDLE_TOP]:
-            if now >= self._candle_next.get(address, 0.0):
-                return address
-        return None
-
-    def _apply_seven_day(self, address: str, now: float) -> None:
-        """The token's 7d figures: the candles' where fresh, the history's for what they lack."""
-        state = self.tokens.get(address)
-        if state is None:
-            return
-        candle = self._candles.get(address)
-        figures = dict(candle[1]) if candle is not None and candle[1] is not None else None
-        own = self._history_7d.get(address)
-        if own is not None:
-            figures = {key: (figures or {}).get(key) if (figures or {}).get(key) is not None else own.get(key)
-                       for key in ("volume_usd", "price_change")}
-        if state.seven_day != figures:
-            state.seven_day = figures
-            self._dirty.add(address)
-
-    async def _update_seven_day(self, now: float) -> None:
-        """Drop candle figures past their TTL; after a new history sample, derive every token's 7d."""
-        touched = [a for a, (at, _) in self._candles.items() if now - at > CANDLE_TTL_S]
-        for address in touched:
-            del self._candles[address]
-        if self.history is not None and self._history_due:
-            self._history_due = False
-            try:
-                fresh = await self.history.seven_day_many(list(self.tokens), now)
-            except Exception:  # noqa: BLE001 - history is a nicety: a failure must not stop the cycle
-                log.exception("history: deriving 7d figures failed")
-                fresh = self._history_7d
-            touched.extend(set(self._history_7d) | set(fresh))
-            self._history_7d = fresh
-        for address in touched:
-            self._apply_seven_day(address, now)
 
     # ---- persistence: history samples, snapshots, restart ---------------------------------------
 
@@ -631,7 +390,7 @@ class Ingest:
                        and self.tokens[address].has_data()}
             try:
                 if await self.history.record(records, now):
-                    self._history_due = True
+                    self.seven_day.history_due = True
             except Exception:  # noqa: BLE001
                 log.exception("history: recording failed")
         if (self.snapshots is not None and latest.tag != self._snapshot_tag and latest.records
@@ -655,8 +414,7 @@ class Ingest:
 
     def _snapshot_extra(self) -> dict[str, Any]:
         # last_success: how old the saved data really is, for /health's age_s after a restart.
-        return {"candles": {address: [at, figures] for address, (at, figures) in self._candles.items()},
-                "last_success": self.last_success()}
+        return {"candles": self.seven_day.saved(), "last_success": self.last_success()}
 
     async def lead(self, fence: int, instance: str) -> None:
         """This instance now writes (app.ingest.leader.IngestRunner): continue the store's latest version
@@ -673,7 +431,7 @@ class Ingest:
         """Continue a history another writer made: track its tokens again, each keeping its record until
         refreshed (as after a restore), and its SOL/USD rate. No commit, no new epoch."""
         now = self._clock()
-        for state in self._track(version.records, now):
+        for state in self.track(version.records):
             if not state.has_data():
                 self._restored[state.address] = now
         if version.sol_usd is not None:
@@ -695,18 +453,10 @@ class Ingest:
         self.stale = True
         self._snapshot_tag = version.tag
         self._snapshot_at = now
-        for state in self._track(snapshot.records, now):
+        for state in self.track(snapshot.records):
             self._restored[state.address] = now
         candles = snapshot.extra.get("candles") if isinstance(snapshot.extra, dict) else None
-        for address, entry in (candles or {}).items():
-            try:
-                at, figures = float(entry[0]), entry[1]
-            except (TypeError, ValueError, IndexError):
-                continue
-            if address in self.tokens and now - at <= CANDLE_TTL_S:
-                self._candles[address] = (at, dict(figures) if isinstance(figures, dict) else None)
-                self._candle_next[address] = at + CANDLE_EVERY_S
-                self._apply_seven_day(address, now)
+        self.seven_day.restore(candles, now)
         # The data is as old as its last successful refresh before the save (older snapshots: the save).
         saved_at = snapshot.saved_at if isinstance(snapshot.saved_at, (int, float)) else None
         saved_success = snapshot.extra.get("last_success") if isinstance(snapshot.extra, dict) else None
@@ -724,15 +474,3 @@ class Ingest:
         if self._restored_success is not None:
             times.append(self._restored_success)
         return max(times) if times else None
-
-
-def _merge_window(old: WindowStats | None, new: WindowStats) -> WindowStats:
-    """Price v3 knows only the 24h price change: keep the rest of what tokens v2 said."""
-    if old is None:
-        return new
-    return WindowStats(
-        volume_usd=new.volume_usd if new.volume_usd is not None else old.volume_usd,
-        price_change=new.price_change if new.price_change is not None else old.price_change,
-        buys=new.buys if new.buys is not None else old.buys,
-        sells=new.sells if new.sells is not None else old.sells,
-    )

@@ -53,6 +53,11 @@ class SlidingWindowBudget:
         self._sent.append(self._clock())
         return True
 
+    def give_back(self) -> None:
+        """Undo the latest take: the request it was for never went out."""
+        if self._sent:
+            self._sent.pop()
+
     async def take(self, max_wait: float = float("inf")) -> bool:
         """Wait for room and spend one request; False (nothing spent) if that would take over `max_wait`."""
         deadline = self._clock() + max_wait

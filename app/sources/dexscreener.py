@@ -6,7 +6,9 @@ negatives and "NaN" become numbers or `None`; only a wrong top-level shape raise
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import statistics
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.model import STABLE_MINTS, WSOL_MINT, PoolObservation, WindowStats
@@ -26,6 +28,9 @@ from app.sources.values import (
 SOURCE = "dexscreener"
 BATCH = 30
 CHAIN = "solana"
+# Every answer carries at most this many pairs, in no documented order (upstreams.md §1 quirks): an
+# answer with this many is possibly cut.
+ANSWER_CAP = 30
 
 DISCOVERY_PATHS: tuple[str, ...] = (
     "/token-profiles/latest/v1",
@@ -33,13 +38,31 @@ DISCOVERY_PATHS: tuple[str, ...] = (
     "/token-boosts/top/v1",
 )
 
-# upstream window key -> model window key (m15/m30 never used)
+# Two rate-limit groups (upstreams.md §1): these feeds share 60/min; pairs, tokens and search share the
+# 300/min that RATE_LIMITS names.
+LIST_GROUP = "list"
+LIST_GROUP_PER_MIN = 60
+MAIN_GROUP_PER_MIN = 300
+_LIST_PREFIXES: tuple[str, ...] = ("/token-profiles/", "/token-boosts/", "/community-takeovers/", "/metas/",
+                                   "/ads/", "/orders/")
+
+# The SOL/USD price is the median over wSOL/USDC and wSOL/USDT pools at least this share as deep as the
+# deepest of them (a shallow pool's price can lag or be pushed around).
+DEEP_SHARE = 0.1
+
+
+def rate_group(path: str) -> str:
+    """The rate-limit group a path counts against: LIST_GROUP (60/min) or "main" (RATE_LIMITS)."""
+    return LIST_GROUP if path.startswith(_LIST_PREFIXES) else "main"
+
+
+def list_group_per_min(main_per_min: int) -> int:
+    """The list group's budget: 60/min, scaled down with a RATE_LIMITS figure under DexScreener's 300."""
+    return max(1, min(LIST_GROUP_PER_MIN, main_per_min * LIST_GROUP_PER_MIN // MAIN_GROUP_PER_MIN))
 
 
 # ---------------------------------------------------------------------------------------------------
 # requests
-
-
 
 
 def tokens_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -48,8 +71,14 @@ def tokens_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 
 def token_pairs_request(mint: str) -> tuple[str, dict[str, Any]]:
-    """Every pool of one token: `/token-pairs/v1/solana/{mint}`."""
+    """Every pool of one token: `/token-pairs/v1/solana/{mint}` (capped at 30 pairs too)."""
     return f"/token-pairs/v1/{CHAIN}/{address_list([mint], 1)[0]}", {}
+
+
+def pairs_request(pools: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Pools by address: `/latest/dex/pairs/solana/{p1,...}` for 1 to 30 pools; one pair per address at
+    most, so the answer is never cut."""
+    return f"/latest/dex/pairs/{CHAIN}/{','.join(address_list(pools, BATCH))}", {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -117,14 +146,6 @@ def _pair_list(payload: object) -> list[Any]:
     raise UpstreamFormatError(f"dexscreener: expected an array of pairs, got {type(payload).__name__}")
 
 
-# Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
-# nonsense year would break ISO formatting downstream.
-
-
-
-
-
-
 def _stats(pair: dict[str, Any]) -> dict[str, WindowStats]:
     return window_stats(pair.get("volume"), pair.get("priceChange"), pair.get("txns"))
 
@@ -170,10 +191,36 @@ def parse_pairs(
     not objects, are on another chain, or lack a valid base or pair address are skipped and counted.
     A pair address seen twice in one answer is kept once.
     """
+    return read_pairs(payload, observed_at, wanted).pools
+
+
+@dataclass
+class PairsAnswer:
+    """What one pairs answer says, and how much it can be trusted to be whole."""
+
+    pools: Parsed  # base-side observations (of wanted mints when given)
+    per_mint: dict[str, int] = field(default_factory=dict)  # pairs naming each wanted mint, either side
+    total: int = 0  # pairs in the answer, whatever they are
+
+    @property
+    def skipped(self) -> int:
+        return self.pools.skipped
+
+    @property
+    def possibly_cut(self) -> bool:
+        """An answer holding ANSWER_CAP pairs may have been cut: what is missing from it is unknown."""
+        return self.total >= ANSWER_CAP
+
+
+def read_pairs(payload: object, observed_at: float, wanted: Collection[str] | None = None) -> PairsAnswer:
+    """`parse_pairs`, plus the answer's size and, per wanted mint, the pairs naming it on either side
+    (a `/tokens/v1` answer for a mint holds the pools where it is the quote too: they take room)."""
     skipped = 0
     observations: list[PoolObservation] = []
     seen: set[str] = set()
-    for pair in _pair_list(payload):
+    per_mint: dict[str, int] = {}
+    pairs = _pair_list(payload)
+    for pair in pairs:
         if not isinstance(pair, dict) or pair.get("chainId") != CHAIN:
             skipped += 1
             continue
@@ -181,8 +228,14 @@ def parse_pairs(
         if not is_mint(base):
             skipped += 1
             continue
-        if wanted is not None and base not in wanted:
-            continue
+        if wanted is not None:
+            if base in wanted:
+                per_mint[base] = per_mint.get(base, 0) + 1
+            quote = mapping(pair.get("quoteToken")).get("address")
+            if isinstance(quote, str) and quote != base and quote in wanted:
+                per_mint[quote] = per_mint.get(quote, 0) + 1
+            if base not in wanted:
+                continue
         pool = pair.get("pairAddress")
         if not is_mint(pool):
             skipped += 1
@@ -191,20 +244,27 @@ def parse_pairs(
             continue
         seen.add(pool)
         observations.append(_observation(pair, observed_at))
-    return Parsed(observations, skipped=skipped)
+    return PairsAnswer(Parsed(observations, skipped=skipped), per_mint, len(pairs))
+
+
+def sol_usd_pools(observations: Iterable[PoolObservation]) -> list[PoolObservation]:
+    """The wSOL/USDC and wSOL/USDT pools among `observations` that have a price."""
+    return [obs for obs in observations
+            if obs.base_address == WSOL_MINT and obs.quote_address in STABLE_MINTS and obs.price_usd]
+
+
+def median_sol_price(observations: Iterable[PoolObservation]) -> float | None:
+    """SOL/USD: the median `priceUsd` over the deep wSOL/USDC and wSOL/USDT pools (at least DEEP_SHARE as
+    deep as the deepest), not the single most liquid one; None without such a pool."""
+    pools = sol_usd_pools(observations)
+    known = [obs.liquidity_usd for obs in pools if obs.liquidity_usd is not None]
+    if known:
+        floor = max(known) * DEEP_SHARE
+        pools = [obs for obs in pools if obs.liquidity_usd is not None and obs.liquidity_usd >= floor]
+    return float(statistics.median(obs.price_usd for obs in pools)) if pools else None  # type: ignore[misc]
 
 
 def sol_price(payload: object) -> float | None:
-    """SOL/USD from the `/tokens/v1/solana/<wSOL>` answer.
-
-    Among pairs with wSOL as base and USDC or USDT as quote, the `priceUsd` of the most liquid one;
-    None when there is no such pair with a positive price.
-    """
-    best: tuple[float, float] | None = None  # (liquidity, price)
-    for obs in parse_pairs(payload, 0.0, wanted={WSOL_MINT}):
-        if obs.quote_address not in STABLE_MINTS or not obs.price_usd:
-            continue
-        liquidity = obs.liquidity_usd if obs.liquidity_usd is not None else -1.0
-        if best is None or liquidity > best[0]:
-            best = (liquidity, obs.price_usd)
-    return best[1] if best else None
+    """SOL/USD from an answer holding wSOL pairs (`/token-pairs/v1/solana/<wSOL>`, or the pools by address):
+    `median_sol_price` of its pairs; None when there is no wSOL/USDC or wSOL/USDT pair with a price."""
+    return median_sol_price(parse_pairs(payload, 0.0, wanted={WSOL_MINT}))

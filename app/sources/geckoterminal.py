@@ -11,7 +11,14 @@ import statistics
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from app.model import STABLE_MINTS, WSOL_MINT, PoolObservation, TokenInfo, WindowStats
+from app.model import MAIN_QUOTES, WSOL_MINT, PoolObservation, TokenInfo, WindowStats
+from app.sources.gecko_candles import DAY as DAY
+from app.sources.gecko_candles import Candle as Candle
+from app.sources.gecko_candles import parse_ohlcv as parse_ohlcv
+from app.sources.gecko_candles import seven_day as seven_day
+from app.sources.gecko_simple import parse_simple_prices as parse_simple_prices
+from app.sources.gecko_simple import parse_simple_tokens as parse_simple_tokens
+from app.sources.gecko_simple import rate_limit_message as rate_limit_message
 from app.sources.protocols import protocol_name
 from app.sources.values import (
     Parsed,
@@ -20,7 +27,6 @@ from app.sources.values import (
     is_mint,
     mapping,
     number,
-    signed,
     text,
     timestamp,
     window_stats,
@@ -34,17 +40,12 @@ HEADERS = {"Accept": "application/json;version=20230302"}
 
 DURATIONS: tuple[str, ...] = ("5m", "1h", "6h", "24h")
 OHLCV_MAX = 1000
-DAY = 86400.0
 
 _PREFIX = NETWORK + "_"
-
-Candle = tuple[float, float, float, float, float, float]
 
 
 # ---------------------------------------------------------------------------------------------------
 # requests
-
-
 
 
 def _page(page: int) -> int:
@@ -96,26 +97,24 @@ def simple_price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
     )
 
 
-def ohlcv_request(pool: str, days: int = 8) -> tuple[str, dict[str, Any]]:
-    """Daily USD candles of the pool's base token, newest first (`days` of them, 1 to 1000)."""
+def ohlcv_request(pool: str, mint: str, days: int = 8) -> tuple[str, dict[str, Any]]:
+    """Daily USD candles of `mint` in `pool`, newest first (`days` of them, 1 to 1000).
+
+    `token=<mint>`, not `base`: GeckoTerminal may orient the pool the other way round (the token as
+    quote), and `base` would then give SOL's candles. `include_empty_intervals=true` keeps a day without
+    trades as a row, so one quiet day does not void the week.
+    """
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= OHLCV_MAX:
         raise ValueError(f"days must be an integer from 1 to {OHLCV_MAX}, got {days!r}")
     return (
         f"/networks/{NETWORK}/pools/{address_list([pool], 1)[0]}/ohlcv/day",
-        {"aggregate": 1, "limit": days, "currency": "usd", "token": "base"},
+        {"aggregate": 1, "limit": days, "currency": "usd", "token": address_list([mint], 1)[0],
+         "include_empty_intervals": "true"},
     )
 
 
 # ---------------------------------------------------------------------------------------------------
 # JSON:API helpers
-
-
-# Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
-# nonsense year would break ISO formatting downstream.
-
-
-
-
 
 
 def _strip_id(value: object) -> str | None:
@@ -190,12 +189,16 @@ class _Pool(NamedTuple):
     quote: str | None
     quote_token: dict[str, Any]
 
+    @property
+    def reversed(self) -> bool:
+        """GeckoTerminal may orient a pool the other way round from DexScreener: SOL, USDC or USDT as the
+        base and the meme token as the quote. Such a pool is the quote token's (upstreams.md §2)."""
+        return self.base in MAIN_QUOTES and self.quote is not None and self.quote not in MAIN_QUOTES
 
-def _pools(payload: object) -> Iterator[_Pool | None]:
-    """Each pool of a pool document resolved against `included[]`; None for a bad item."""
-    data = _data(payload, "pools")
-    tokens = _included_tokens(payload)  # type: ignore[arg-type]  # _data checked it is a dict
-    for item in data:
+
+def _pool_items(items: Iterable[Any], tokens: dict[str, dict[str, Any]]) -> Iterator[_Pool | None]:
+    """Each pool resource resolved against the included tokens; None for a bad item."""
+    for item in items:
         if not isinstance(item, dict) or item.get("type", "pool") != "pool" or _other_network(item.get("id")):
             yield None
             continue
@@ -212,9 +215,75 @@ def _pools(payload: object) -> Iterator[_Pool | None]:
         yield _Pool(address, attributes, relationships, base, base_token, quote, quote_token)
 
 
-def _pool_stats(attributes: dict[str, Any]) -> dict[str, WindowStats]:
-    return window_stats(attributes.get("volume_usd"), attributes.get("price_change_percentage"),
-                        attributes.get("transactions"))
+def _pools(payload: object) -> Iterator[_Pool | None]:
+    """Each pool of a pool document resolved against `included[]`; None for a bad item."""
+    data = _data(payload, "pools")
+    return _pool_items(data, _included_tokens(payload))  # type: ignore[arg-type]  # _data checked it
+
+
+def _swapped(transactions: object) -> dict[str, Any]:
+    """Per window, buys and sells of the quote token: a buy of the base is a sell of the quote."""
+    swapped: dict[str, Any] = {}
+    for window, counts in mapping(transactions).items():
+        counts = mapping(counts)
+        swapped[window] = {"buys": counts.get("sells"), "sells": counts.get("buys")}
+    return swapped
+
+
+def _observation(pool: _Pool, observed_at: float) -> PoolObservation:
+    """The pool as its token's pool: figures of the base, or of the quote when the pool is reversed.
+
+    A reversed pool's price is `quote_token_price_usd` (in SOL or a stablecoin: `quote_token_price_base_token`)
+    and its buys and sells swap sides; GeckoTerminal's price changes, market cap and FDV there are the base
+    token's (SOL's), so for the token they are unknown.
+    """
+    a = pool.attributes
+    if pool.reversed:
+        token, token_attrs, other, other_attrs = pool.quote, pool.quote_token, pool.base, pool.base_token
+        price_usd = number(a.get("quote_token_price_usd"))
+        price_native = number(a.get("quote_token_price_base_token"))
+        market_cap = fdv = None
+        stats = window_stats(a.get("volume_usd"), None, _swapped(a.get("transactions")))
+    else:
+        token, token_attrs, other, other_attrs = pool.base, pool.base_token, pool.quote, pool.quote_token
+        price_usd = number(a.get("base_token_price_usd"))
+        price_native = number(a.get("base_token_price_quote_token"))
+        market_cap, fdv = number(a.get("market_cap_usd")), number(a.get("fdv_usd"))
+        stats = window_stats(a.get("volume_usd"), a.get("price_change_percentage"), a.get("transactions"))
+    return PoolObservation(
+        source=SOURCE,
+        pool_address=pool.address,
+        base_address=token,  # type: ignore[arg-type]  # a reversed pool has a quote
+        observed_at=float(observed_at),
+        base_name=text(token_attrs.get("name")),
+        base_symbol=text(token_attrs.get("symbol")),
+        quote_address=other,
+        quote_symbol=text(other_attrs.get("symbol")),
+        protocol=protocol_name(_related_id(pool.relationships, "dex")),
+        price_usd=price_usd,
+        price_native=price_native,
+        liquidity_usd=number(a.get("reserve_in_usd")),
+        market_cap_usd=market_cap,
+        fdv_usd=fdv,
+        created_at=timestamp(a.get("pool_created_at")),
+        image_url=_image(token_attrs.get("image_url")),
+        stats=stats,
+    )
+
+
+def _observations(pools: Iterable[_Pool | None], observed_at: float) -> Parsed:
+    skipped = 0
+    observations: list[PoolObservation] = []
+    seen: set[str] = set()
+    for pool in pools:
+        if pool is None:
+            skipped += 1
+            continue
+        if pool.address in seen:
+            continue
+        seen.add(pool.address)
+        observations.append(_observation(pool, observed_at))
+    return Parsed(observations, skipped=skipped)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -224,56 +293,37 @@ def _pool_stats(attributes: dict[str, Any]) -> dict[str, WindowStats]:
 def parse_pools(payload: object, observed_at: float) -> Parsed:
     """One `PoolObservation` per pool of a pool list (trending, new, multi, search) or single pool.
 
-    Returns a `Parsed[PoolObservation]`. Base/quote mints, names, symbols and images come from
-    `included[]`; without an included entry the mint is the relationship id minus `solana_`. A pool
-    that is not an object, is on another network, or has no valid pool or base address is skipped and
-    counted. A pool address seen twice in one answer is kept once.
+    Returns a `Parsed[PoolObservation]`. A pool is its token's: the base token's, or the quote token's
+    when GeckoTerminal oriented it the other way round (SOL, USDC or USDT as base; see `_observation`).
+    Mints, names, symbols and images come from `included[]`; without an included entry the mint is the
+    relationship id minus `solana_`. A pool that is not an object, is on another network, or has no valid
+    pool or base address is skipped and counted. A pool address seen twice in one answer is kept once.
     """
-    skipped = 0
-    observations: list[PoolObservation] = []
-    seen: set[str] = set()
-    for pool in _pools(payload):
-        if pool is None:
-            skipped += 1
-            continue
-        if pool.address in seen:
-            continue
-        seen.add(pool.address)
-        attributes = pool.attributes
-        observations.append(
-            PoolObservation(
-                source=SOURCE,
-                pool_address=pool.address,
-                base_address=pool.base,
-                observed_at=float(observed_at),
-                base_name=text(pool.base_token.get("name")),
-                base_symbol=text(pool.base_token.get("symbol")),
-                quote_address=pool.quote,
-                quote_symbol=text(pool.quote_token.get("symbol")),
-                protocol=protocol_name(_related_id(pool.relationships, "dex")),
-                price_usd=number(attributes.get("base_token_price_usd")),
-                price_native=number(attributes.get("base_token_price_quote_token")),
-                liquidity_usd=number(attributes.get("reserve_in_usd")),
-                market_cap_usd=number(attributes.get("market_cap_usd")),
-                fdv_usd=number(attributes.get("fdv_usd")),
-                created_at=timestamp(attributes.get("pool_created_at")),
-                image_url=_image(pool.base_token.get("image_url")),
-                stats=_pool_stats(attributes),
-            )
-        )
-    return Parsed(observations, skipped=skipped)
+    return _observations(_pools(payload), observed_at)
+
+
+def parse_top_pools(payload: object, observed_at: float) -> Parsed:
+    """The pools a `tokens/multi?include=top_pools` answer already carries in `included[]` (each token's
+    most liquid pool), as observations like `parse_pools`' (the tokens are not included: mints come from
+    the relationship ids). Entries of other types are ignored."""
+    _data(payload, "tokens")
+    included = payload.get("included") if isinstance(payload, dict) else None
+    pools = [entry for entry in included if isinstance(entry, dict) and entry.get("type") == "pool"] \
+        if isinstance(included, list) else []
+    return _observations(_pool_items(pools, {}), observed_at)
 
 
 def sol_price_from_pools(payload: object) -> float | None:
-    """SOL/USD from a pool list: the median of `quote_token_price_usd` over pools quoted in wSOL
-    (and of `base_token_price_usd` over wSOL/USDC and wSOL/USDT pools); None when there is none."""
+    """SOL/USD from a pool list: the median of wSOL's USD price over the pools it is part of (the quote
+    side's `quote_token_price_usd`, or the base side's `base_token_price_usd` when wSOL is the base, as in
+    wSOL/USDC or a pool oriented the other way round); None when there is none."""
     prices: list[float] = []
     for pool in _pools(payload):
         if pool is None:
             continue
         if pool.quote == WSOL_MINT:
             price = number(pool.attributes.get("quote_token_price_usd"))
-        elif pool.base == WSOL_MINT and pool.quote in STABLE_MINTS:
+        elif pool.base == WSOL_MINT:
             price = number(pool.attributes.get("base_token_price_usd"))
         else:
             continue
@@ -336,159 +386,3 @@ def parse_tokens(payload: object, observed_at: float) -> Parsed:
     return Parsed(infos, skipped=skipped)
 
 
-# ---------------------------------------------------------------------------------------------------
-# simple price
-
-
-def _simple_attributes(payload: object) -> dict[str, Any]:
-    data = payload.get("data") if isinstance(payload, dict) else None
-    attributes = data.get("attributes") if isinstance(data, dict) else None
-    if not isinstance(attributes, dict) or not isinstance(attributes.get("token_prices"), dict):
-        raise UpstreamFormatError("geckoterminal simple price: expected data.attributes.token_prices")
-    return attributes
-
-
-def parse_simple_prices(payload: object) -> dict[str, float]:
-    """`token_prices` as {mint: USD price}; null or unreadable prices and non-mint keys are left out."""
-    prices: dict[str, float] = {}
-    for mint, raw in _simple_attributes(payload)["token_prices"].items():
-        price = number(raw)
-        if is_mint(mint) and price is not None:
-            prices[mint] = price
-    return prices
-
-
-def parse_simple_tokens(payload: object, observed_at: float) -> Parsed:
-    """The whole simple-price answer as `TokenInfo`s (price, market cap, 24h volume and change).
-
-    One per mint key of `token_prices`, even when its price is null (the other maps may know more);
-    non-mint keys are skipped and counted.
-    """
-    attributes = _simple_attributes(payload)
-    names = ("market_cap_usd", "h24_volume_usd", "h24_price_change_percentage", "total_reserve_in_usd")
-    maps = {name: mapping(attributes.get(name)) for name in names}
-    infos: list[TokenInfo] = []
-    skipped = 0
-    for mint, raw in attributes["token_prices"].items():
-        if not is_mint(mint):
-            skipped += 1
-            continue
-        window = WindowStats(
-            volume_usd=number(maps["h24_volume_usd"].get(mint)),
-            price_change=signed(maps["h24_price_change_percentage"].get(mint)),
-        )
-        infos.append(
-            TokenInfo(
-                source=SOURCE,
-                address=mint,
-                observed_at=float(observed_at),
-                price_usd=number(raw),
-                market_cap_usd=number(maps["market_cap_usd"].get(mint)),
-                liquidity_usd=number(maps["total_reserve_in_usd"].get(mint)),
-                stats={"24h": window} if window != WindowStats() else {},
-            )
-        )
-    return Parsed(infos, skipped=skipped)
-
-
-# ---------------------------------------------------------------------------------------------------
-# OHLCV
-
-
-def parse_ohlcv(payload: object) -> Parsed:
-    """Candles `(ts, open, high, low, close, volume)` in the order sent (newest first).
-
-    A `Parsed[Candle]`: rows that are not a list of six readable non-negative numbers (with a
-    positive timestamp) are skipped and counted.
-    """
-    data = payload.get("data") if isinstance(payload, dict) else None
-    attributes = data.get("attributes") if isinstance(data, dict) else None
-    rows = attributes.get("ohlcv_list") if isinstance(attributes, dict) else None
-    if rows is None and isinstance(attributes, dict) and "ohlcv_list" in attributes:
-        rows = []
-    if not isinstance(rows, list):
-        raise UpstreamFormatError("geckoterminal ohlcv: expected data.attributes.ohlcv_list")
-    candles: list[Candle] = []
-    skipped = 0
-    for row in rows:
-        if not isinstance(row, (list, tuple)) or len(row) < 6:
-            skipped += 1
-            continue
-        ts = timestamp(row[0]) if isinstance(row[0], (int, float)) else None
-        figures = [number(value) for value in row[1:6]]
-        if ts is None or any(value is None for value in figures):
-            skipped += 1
-            continue
-        candles.append((ts, *figures))  # type: ignore[arg-type]
-    return Parsed(candles, skipped=skipped)
-
-
-def seven_day(rows: Iterable[Candle], now: float) -> WindowStats | None:
-    """7d figures from daily candles: volume = sum of the 7 newest candles' volumes, price change =
-    latest close against the open of the oldest of those 7, in percent.
-
-    Only candles of the last seven UTC days up to `now` count (today's partial candle included), so a
-    gap or stale data gives None rather than a figure spanning more than a week. None with fewer than
-    7 such candles. `price_change` is None when the oldest open is 0.
-    """
-    today = (now // DAY) * DAY
-    earliest = today - 6 * DAY
-    recent: dict[float, Candle] = {}
-    for row in rows:
-        if earliest <= row[0] <= now:
-            recent.setdefault(row[0], row)
-    if len(recent) < 7:
-        return None
-    week = sorted(recent.values(), key=lambda row: row[0], reverse=True)[:7]
-    newest, oldest = week[0], week[-1]
-    volume = sum(row[5] for row in week)
-    change = (newest[4] / oldest[1] - 1.0) * 100.0 if oldest[1] > 0 else None
-    return WindowStats(volume_usd=volume, price_change=change)
-
-
-# ---------------------------------------------------------------------------------------------------
-# 429
-
-
-def rate_limit_message(payload: object) -> str:
-    """A one-line description of a 429 body, whatever its shape (old with `limit`, new without,
-    JSON:API `errors`, plain text). Never raises."""
-    try:
-        return _rate_limit_message(payload)
-    except Exception:  # noqa: BLE001 - a message must always come back
-        return "rate limited (429)"
-
-
-def _rate_limit_message(payload: object) -> str:
-    if isinstance(payload, (bytes, bytearray)):
-        payload = bytes(payload).decode("utf-8", "replace")
-    if isinstance(payload, str):
-        return text(payload[:200]) or "rate limited (429)"
-    if not isinstance(payload, dict):
-        return "rate limited (429)"
-    parts: list[str] = []
-    status = payload.get("status")
-    if isinstance(status, dict):
-        code = status.get("error_code")
-        message = text(status.get("error_message"))
-        if code is not None:
-            parts.append(f"error {code}")
-        if message:
-            parts.append(message)
-    errors = payload.get("errors")
-    if isinstance(errors, list):
-        for error in errors:
-            if isinstance(error, dict):
-                message = text(error.get("title")) or text(error.get("detail"))
-                if message:
-                    parts.append(message)
-    for key in ("error", "message"):
-        message = text(payload.get(key))
-        if message:
-            parts.append(message)
-    limit = payload.get("limit")
-    if limit is None and isinstance(status, dict):
-        limit = status.get("limit")
-    if isinstance(limit, (int, float, str)) and not isinstance(limit, bool):
-        parts.append(f"limit {limit}")
-    return "; ".join(parts) if parts else "rate limited (429)"

@@ -50,8 +50,6 @@ def headers(api_key: str | None) -> dict[str, str]:
     return {"x-api-key": key} if key else {}
 
 
-
-
 def top_request(category: str, interval: str = "1h", limit: int = TOP_LIMIT) -> tuple[str, dict[str, Any]]:
     """Discovery: `/tokens/v2/{toptrending|toptraded|toporganicscore}/{5m|1h|6h|24h}?limit=1..100`."""
     if category not in DISCOVERY_CATEGORIES:
@@ -80,14 +78,6 @@ def price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------------
 # tokens v2
-
-
-# Plausible creation times (2017 to 2100): `values.timestamp` passes any positive number, and a
-# nonsense year would break ISO formatting downstream.
-
-
-
-
 
 
 def _window(stats: dict[str, Any]) -> WindowStats:
@@ -122,7 +112,10 @@ def _token(item: dict[str, Any], observed_at: float) -> TokenInfo:
     top_pool = item.get("graduatedPool")
     if not is_mint(top_pool):
         top_pool = first_pool.get("id")
-    launchpad = text(item.get("launchpad"))
+    # The launchpad names the protocol only while the token trades there: once it graduated (it has a
+    # graduated pool or time), its launchpad says where it came from, not where it trades.
+    graduated = item.get("graduatedPool") is not None or item.get("graduatedAt") is not None
+    launchpad = None if graduated else text(item.get("launchpad"))
     return TokenInfo(
         source=SOURCE,
         address=item["id"],
