@@ -1,0 +1,88 @@
+"""The leader lease in a real Redis: one holder, renewal, expiry, takeover, and the local deadline."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.redis.changelog import ChangeLog, CommitRejected
+from app.redis.connection import connect
+from app.redis.keys import Keys
+from app.redis.lease import Lease, holder_of
+from tests.support import wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def _is_b(pending) -> bool:
+    return await pending == "b"
+
+
+async def test_one_holder_at_a_time(redis, keys):
+    a, b = Lease(redis, keys, "a", 5), Lease(redis, keys, "b", 5)
+    assert await a.acquire() == "a" and a.held
+    assert await b.acquire() == "a" and not b.held  # b sees who leads
+    assert await b.holder() == "a"
+    assert await a.renew() and a.held
+    assert not await b.renew()
+
+
+async def test_the_local_deadline_comes_before_redis_could_expire_the_lease(redis, keys):
+    clock = [100.0]
+    lease = Lease(redis, keys, "a", 10, clock=lambda: clock[0])
+    await lease.acquire()
+    assert lease.deadline <= 100.0 + 10 - lease.margin_s
+    pttl = await redis.pttl(keys.leader)
+    assert pttl > (lease.deadline - 100.0) * 1000  # Redis keeps it at least until our deadline
+    clock[0] = lease.deadline
+    assert not lease.held  # past the deadline we no longer lead, whatever Redis still says
+
+
+async def test_an_expired_lease_passes_to_another_and_fences_the_old_holder(redis, keys):
+    log = ChangeLog(redis, keys)
+    await log.open("e")
+    a, b = Lease(redis, keys, "a", 0.3), Lease(redis, keys, "b", 5)
+    await a.acquire()
+    await log.commit(a.token, "e", 1, b"by a")
+    await wait_for(lambda: _is_b(b.acquire()), timeout=3, message="b to take the lease")
+    assert a.token != b.token and holder_of(b.token) == "b"
+    with pytest.raises(CommitRejected) as refused:  # a wakes up late: its writes are refused
+        await log.commit(a.token, "e", 2, b"stale")
+    assert refused.value.reason == "fence"
+    assert not await a.renew() and a.token is None
+    await log.commit(b.token, "e", 2, b"by b")
+
+
+async def test_release_hands_over_at_once(redis, keys):
+    a, b = Lease(redis, keys, "a", 30), Lease(redis, keys, "b", 30)
+    await a.acquire()
+    await a.release()
+    assert await b.acquire() == "b"
+
+
+async def test_tokens_stay_unique_after_redis_lost_its_counter(own_redis):
+    client = connect(own_redis.url)
+    keys = Keys("lease")
+    try:
+        first = Lease(client, keys, "a", 30)
+        await first.acquire()
+        own_redis.flush()
+        second = Lease(client, keys, "a", 30)  # same instance id, counter back at 1
+        await second.acquire()
+        assert first.token != second.token
+        assert not await first.renew()
+    finally:
+        await client.aclose()
+
+
+async def test_a_stalled_redis_cannot_be_renewed_and_the_leader_steps_down_by_its_deadline(own_redis):
+    client = connect(own_redis.url, timeout_s=0.3)
+    lease = Lease(client, Keys("stall"), "a", 1.0)
+    try:
+        await lease.acquire()
+        own_redis.pause()
+        with pytest.raises(Exception):  # noqa: B017 - a timeout of the client library, whatever its class
+            await lease.renew()
+        await wait_for(lambda: not lease.held, timeout=2, interval=0.02, message="the lease deadline")
+    finally:
+        own_redis.resume()
+        await client.aclose()
