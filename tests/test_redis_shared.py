@@ -46,7 +46,7 @@ async def test_only_the_leader_publishes_the_cycle_summary(redis, keys):
     await shared.publish_cycle(lease.token, {"instance": "a", "sol_usd": 150.5}, ttl_s=30)
     assert await shared.cycle() == {"instance": "a", "sol_usd": 150.5}
     with pytest.raises(CommitRejected):
-        await shared.publish_cycle("b 2 x", {"instance": "b"}, ttl_s=30)
+        await shared.publish_cycle(2, {"instance": "b"}, ttl_s=30)
     assert (await shared.cycle())["instance"] == "a"
 
 
@@ -59,7 +59,7 @@ async def test_the_ingest_state_round_trips_and_only_the_leader_writes_it(redis,
                              scheduler=b'{"round": 3}')
     await shared.save_ingest(lease.token, {}, removed=["Mint2"])
     with pytest.raises(CommitRejected):
-        await shared.save_ingest("b 1 x", {"Mint3": b"{}"})
+        await shared.save_ingest(1, {"Mint3": b"{}"})
     tokens, scheduler = await shared.load_ingest()
     assert scheduler == b'{"round": 3}' and set(tokens) == {"Mint1"}
     assert CODEC.loads(tokens["Mint1"]) == token

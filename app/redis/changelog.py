@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.redis.keys import Keys
+from app.redis.lease import FENCE_CHECK
 
 # KEYS: meta, log, base, holds. ARGV: epoch to create when missing. Returns the epoch in force.
 _OPEN = """
@@ -36,8 +37,7 @@ return ARGV[1]
 
 # KEYS: meta, log, leader. ARGV: fence, epoch, seq, payload.
 # Returns {1} or {0, reason, detail}: the lease is not this fence's, another epoch, or not the next seq.
-_COMMIT = """
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {0, 'fence', redis.call('GET', KEYS[3]) or ''} end
+_COMMIT = FENCE_CHECK.format(key=3) + """
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
 if meta[1] ~= ARGV[2] then return {0, 'epoch', meta[1] or ''} end
 if tonumber(ARGV[3]) ~= tonumber(meta[2]) + 1 then return {0, 'seq', meta[2]} end
@@ -50,8 +50,7 @@ return {1}
 # then n_upserts (address, record) pairs, then the addresses removed.
 # Moves the base from version from_base_seq to to_seq and trims the stream up to to_seq. Refused when a
 # live cursor hold names a version before to_seq (that version must stay replayable).
-_FOLD = """
-if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {0, 'fence', ''} end
+_FOLD = FENCE_CHECK.format(key=4) + """
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'base_seq')
 if meta[1] ~= ARGV[2] then return {0, 'epoch', meta[1] or ''} end
 if meta[3] ~= ARGV[3] then return {0, 'base', meta[3]} end
@@ -158,7 +157,7 @@ class ChangeLog:
         epoch, seq, base_seq = await self.redis.hmget(self.keys.meta, "epoch", "seq", "base_seq")
         return LogHead(_text(epoch), int(seq or 0), int(base_seq or 0))
 
-    async def commit(self, fence: str, epoch: str, seq: int, payload: bytes) -> None:
+    async def commit(self, fence: int, epoch: str, seq: int, payload: bytes) -> None:
         """Append change set `seq`; raises CommitRejected unless `fence` holds the lease and seq is next."""
         k = self.keys
         _check(await self._commit(keys=[k.meta, k.log, k.leader], args=[fence, epoch, seq, payload]))
@@ -185,12 +184,12 @@ class ChangeLog:
         answer = await self.redis.xread({self.keys.log: f"{after_seq}-0"}, count=count, block=block_ms)
         return _entries(answer[0][1]) if answer else []
 
-    async def fold(self, fence: str, epoch: str, from_base_seq: int, to_seq: int, base_info: bytes,
+    async def fold(self, fence: int, epoch: str, from_base_seq: int, to_seq: int, base_info: bytes,
                    upserts: Mapping[str, bytes], removals: Iterable[str]) -> None:
         """Move the base to version `to_seq`: `upserts` and `removals` are every record that differs
         between the two base versions. Raises CommitRejected when the lease, the base or a hold says no."""
         k = self.keys
-        args: list[str | bytes | int] = [fence, epoch, from_base_seq, to_seq, base_info, len(upserts)]
+        args: list[str | bytes | int | float] = [fence, epoch, from_base_seq, to_seq, base_info, len(upserts)]
         for address, record in upserts.items():
             args.extend((address, record))
         args.extend(removals)

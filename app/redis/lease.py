@@ -1,9 +1,10 @@
 """The ingest leader's lease: one key with a TTL, whose value is the holder's fencing token.
 
-`acquire` sets the key only when nobody holds it (SET NX semantics) with a token made of the instance id,
-a counter INCR'd per acquisition and a random nonce, so no two leaderships share a token even after Redis
-lost the counter. `renew` extends the TTL by script only while the key still holds our token. Every write a
-leader makes (commits, folds) is a script that compares the key with its token: a stale leader is refused.
+`acquire` sets the key only when nobody holds it (SET NX semantics) to `<token> <instance>`. The fencing
+token is an INCR'd counter that never falls behind Redis's clock in microseconds, so every term's token is
+larger than every earlier one, even after Redis lost the counter (flushed or replaced). `renew` extends the
+TTL by script only while the key still holds our token. Every write a leader makes (commits, folds, the
+cycle summary) is a script that compares the key's token with the writer's: a stale leader is refused.
 
 The lease also keeps a local deadline, measured on this host's monotonic clock from before the request
 that set or renewed the key, a margin short of the TTL: Redis cannot have expired the key before it. A
@@ -12,7 +13,6 @@ leader that cannot renew stops leading at that deadline, before another instance
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 
@@ -20,18 +20,30 @@ from redis.asyncio import Redis
 
 from app.redis.keys import Keys
 
-# KEYS: leader, fence. ARGV: instance, ttl_ms, nonce. Returns {1, token} or {0, current holder's token}.
+# KEYS: leader, fence. ARGV: instance, ttl_ms. Returns {1, "<token> <instance>"} or {0, the current value}.
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if current then return {0, current} end
-local token = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[3]
-redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
-return {1, token}
+local token = redis.call('INCR', KEYS[2])
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if token < floor then
+  token = floor
+  redis.call('SET', KEYS[2], string.format('%d', token))
+end
+local value = string.format('%d', token) .. ' ' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return {1, value}
 """
+
+# Every fenced script starts with this check: the lease key holds the writer's token (ARGV[1]).
+FENCE_CHECK = "local lease = redis.call('GET', KEYS[{key}])\n" \
+    "if not lease or string.match(lease, '^%d+') ~= ARGV[1] then return {{0, 'fence', lease or ''}} end\n"
 
 # KEYS: leader. ARGV: token, ttl_ms. 1 when renewed, 0 when the lease is no longer ours.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local lease = redis.call('GET', KEYS[1])
+if lease and string.match(lease, '^%d+') == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
@@ -40,14 +52,19 @@ return 0
 
 # KEYS: leader. ARGV: token. Gives the lease up at once (a clean shutdown), only if it is ours.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local lease = redis.call('GET', KEYS[1])
+if lease and string.match(lease, '^%d+') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 
-def holder_of(token: str | None) -> str | None:
-    """The instance id in a fencing token."""
-    return token.rsplit(" ", 2)[0] if token else None
+def parse_lease(value: bytes | str | None) -> tuple[int | None, str | None]:
+    """(token, instance) from the lease key's value."""
+    if value is None:
+        return None, None
+    text = value.decode() if isinstance(value, bytes) else value
+    token, _, instance = text.partition(" ")
+    return (int(token) if token.isdigit() else None), (instance or None)
 
 
 class Lease:
@@ -60,7 +77,7 @@ class Lease:
         # Time between our deadline and the earliest moment Redis could expire the key: covers clock
         # rate differences and the moment between checking `held` and acting on it.
         self.margin_s = min(1.0, 0.1 * ttl_s)
-        self.token: str | None = None
+        self.token: int | None = None
         self.deadline = 0.0
         self._clock = clock
         self._acquire = redis.register_script(_ACQUIRE)
@@ -78,12 +95,12 @@ class Lease:
     async def acquire(self) -> str | None:
         """Try once to become leader. Returns the current holder's instance id (ours on success)."""
         started = self._clock()
-        ok, token = await self._acquire(keys=[self.keys.leader, self.keys.fence],
-                                        args=[self.instance, int(self.ttl_s * 1000), secrets.token_hex(4)])
-        token = token.decode() if isinstance(token, bytes) else str(token)
+        ok, value = await self._acquire(keys=[self.keys.leader, self.keys.fence],
+                                        args=[self.instance, int(self.ttl_s * 1000)])
+        token, holder = parse_lease(value)
         if int(ok) == 1:
             self.token, self.deadline = token, started + self.ttl_s - self.margin_s
-        return holder_of(token)
+        return holder
 
     async def renew(self) -> bool:
         """Extend our lease; False (and no longer held) when it passed to another or expired."""
@@ -108,5 +125,4 @@ class Lease:
 
     async def holder(self) -> str | None:
         """The instance that holds the lease now, if any."""
-        token = await self.redis.get(self.keys.leader)
-        return holder_of(token.decode() if isinstance(token, bytes) else token)
+        return parse_lease(await self.redis.get(self.keys.leader))[1]

@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 
 from app.redis.changelog import CommitRejected
 from app.redis.keys import Keys
+from app.redis.lease import FENCE_CHECK
 
 SCHEDULER_FIELD = "~scheduler"  # the ingest hash's field for what is not per token
 
 # KEYS: ingest, leader. ARGV: fence, n_upserts, then (field, value) pairs, then the fields to delete.
 # Only the lease holder writes: a stale leader cannot overwrite its successor's state with older figures.
-_SAVE_INGEST = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+_SAVE_INGEST = FENCE_CHECK.format(key=2) + """
 local n = tonumber(ARGV[2])
 local i = 3
 for _ = 1, n do
@@ -32,14 +32,13 @@ while i <= #ARGV do
   redis.call('HDEL', KEYS[1], ARGV[i])
   i = i + 1
 end
-return 1
+return {1}
 """
 
 # KEYS: cycle, leader. ARGV: fence, summary, ttl_ms.
-_PUBLISH_CYCLE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+_PUBLISH_CYCLE = FENCE_CHECK.format(key=2) + """
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
+return {1}
 """
 
 
@@ -58,18 +57,18 @@ class SharedState:
             return await self.secret()
         return bytes(value)
 
-    async def publish_cycle(self, fence: str, summary: Mapping[str, Any], ttl_s: float) -> None:
+    async def publish_cycle(self, fence: int, summary: Mapping[str, Any], ttl_s: float) -> None:
         """The leader's latest cycle (sources' health, SOL/USD...), gone after `ttl_s` without a successor."""
         ok = await self._publish_cycle(keys=[self.keys.cycle, self.keys.leader],
                                        args=[fence, orjson.dumps(summary), int(ttl_s * 1000)])
-        if int(ok) != 1:
+        if int(ok[0]) != 1:
             raise CommitRejected("fence")
 
     async def cycle(self) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.cycle)
         return orjson.loads(raw) if raw else None
 
-    async def save_ingest(self, fence: str, tokens: Mapping[str, bytes], removed: Iterable[str] = (),
+    async def save_ingest(self, fence: int, tokens: Mapping[str, bytes], removed: Iterable[str] = (),
                           scheduler: bytes | None = None) -> None:
         """Per-token state of the tokens touched (and dropped) since the last save, and the rest."""
         fields: dict[str, bytes] = dict(tokens)
@@ -79,7 +78,7 @@ class SharedState:
         for name, value in fields.items():
             args.extend((name, value))
         args.extend(removed)
-        if int(await self._save_ingest(keys=[self.keys.ingest, self.keys.leader], args=args)) != 1:
+        if int((await self._save_ingest(keys=[self.keys.ingest, self.keys.leader], args=args))[0]) != 1:
             raise CommitRejected("fence")
 
     async def load_ingest(self) -> tuple[dict[str, bytes], bytes | None]:
