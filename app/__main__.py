@@ -11,6 +11,7 @@ import uvicorn
 from app.config import ConfigError, load_settings
 from app.main import create_app
 from app.serving import tune_gc
+from app.workers import serve_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.with_(demo=args.demo)
     logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.web_concurrency > 1:
+        return serve_workers(settings)
     tune_gc()
     uvicorn.run(
         create_app(settings),

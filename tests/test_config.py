@@ -20,6 +20,7 @@ def test_defaults_match_the_contract():
     assert (s.refresh_interval_s, s.discovery_interval_s, s.cache_ttl_s) == (10, 60, 30)
     assert (s.max_tokens, s.store, s.data_dir) == (2000, "memory", "./data")
     assert (s.alert_price_pct, s.alert_volume_x, s.heartbeat_s, s.max_connections) == (5, 3, 15, 10000)
+    assert (s.web_concurrency, s.leader_ttl_s, s.redis_url) == (1, 10, None)
 
 
 def test_values_are_parsed():
@@ -35,7 +36,8 @@ def test_values_are_parsed():
     ("PORT", "eighty"), ("PORT", "70000"), ("SOURCES", ""), ("SOURCES", "dexscreener,birdeye"),
     ("RATE_LIMITS", "jupiter=0"), ("RATE_LIMITS", "jupiter"), ("REFRESH_INTERVAL_S", "-1"),
     ("STORE", "postgres"), ("DEXSCREENER_URL", "https://api.dexscreener.com/"), ("LOG_LEVEL", "loud"),
-    ("MAX_TOKENS", "0"), ("REDIS_URL", "http://x"),
+    ("MAX_TOKENS", "0"), ("REDIS_URL", "http://x"), ("WEB_CONCURRENCY", "0"), ("WEB_CONCURRENCY", "two"),
+    ("LEADER_TTL_S", "0.5"), ("REDIS_PREFIX", "a b"),
 ])
 def test_bad_value_is_one_line_naming_variable_and_value(name, value):
     env = {name: value}
@@ -71,6 +73,14 @@ def test_cli_stops_with_one_line_for_a_bad_value(tmp_path):
     assert len(lines) == 1 and "PORT='nope'" in lines[0]
 
 
-def test_store_redis_is_refused_clearly_until_the_backend_exists():
-    with pytest.raises(ConfigError, match="STORE='redis'.*not in this version"):
-        load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"}, dotenv=None)
+def test_store_redis_with_its_url_is_accepted_with_several_workers():
+    s = load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0", "WEB_CONCURRENCY": "3",
+                       "LEADER_TTL_S": "4"}, dotenv=None)
+    assert (s.store, s.web_concurrency, s.leader_ttl_s) == ("redis", 3, 4)
+
+
+def test_several_workers_on_the_memory_store_are_refused_in_one_line():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"WEB_CONCURRENCY": "2"}, dotenv=None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("WEB_CONCURRENCY='2'") and "STORE=redis" in message
