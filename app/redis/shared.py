@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from app.redis.changelog import CommitRejected
@@ -35,9 +33,9 @@ end
 return {1}
 """
 
-# KEYS: cycle, leader. ARGV: fence, summary, ttl_ms.
+# KEYS: cycle, leader. ARGV: fence, summary.
 _PUBLISH_CYCLE = FENCE_CHECK.format(key=2) + """
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2])
 return {1}
 """
 
@@ -57,16 +55,15 @@ class SharedState:
             return await self.secret()
         return bytes(value)
 
-    async def publish_cycle(self, fence: int, summary: Mapping[str, Any], ttl_s: float) -> None:
-        """The leader's latest cycle (sources' health, SOL/USD...), gone after `ttl_s` without a successor."""
-        ok = await self._publish_cycle(keys=[self.keys.cycle, self.keys.leader],
-                                       args=[fence, orjson.dumps(summary), int(ttl_s * 1000)])
+    async def publish_cycle(self, fence: int, summary: bytes) -> None:
+        """The leader's latest cycle summary (sources' health, SOL/USD...), as JSON, for every /health."""
+        ok = await self._publish_cycle(keys=[self.keys.cycle, self.keys.leader], args=[fence, summary])
         if int(ok[0]) != 1:
             raise CommitRejected("fence")
 
-    async def cycle(self) -> dict[str, Any] | None:
+    async def cycle(self) -> bytes | None:
         raw = await self.redis.get(self.keys.cycle)
-        return orjson.loads(raw) if raw else None
+        return bytes(raw) if raw else None
 
     async def save_ingest(self, fence: int, tokens: Mapping[str, bytes], removed: Iterable[str] = (),
                           scheduler: bytes | None = None) -> None:
