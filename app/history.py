@@ -12,11 +12,9 @@ From a token's samples, at the newest slot t0 (no older than TOLERANCE_S):
 - 7d volume = the sum of the 24h volumes sampled at t0, t0 - 24h, ..., t0 - 6d (each within TOLERANCE_S).
 Both need the history to reach back seven days for the token; otherwise nothing (the record shows null).
 
-Snapshots: the latest version's records (already encoded) plus a little ingest state, saved as one
-blob; read once at start-up.
-
-`History` and `SnapshotStore` are Protocols: the diskcache-backed implementations here can be joined by
-Redis-backed ones. Disk I/O runs in worker threads, never on the event loop.
+`History` is a Protocol: the diskcache-backed implementation here can be joined by a Redis-backed one.
+Disk I/O runs in worker threads, never on the event loop. `open_state` opens DATA_DIR for the history
+and for the last snapshot (app.snapshots).
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import bisect
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +30,7 @@ import anyio
 import orjson
 
 from app.model import SOURCES, Record
+from app.snapshots import DiskSnapshots, Snapshot, SnapshotStore  # noqa: F401 - re-exported
 
 log = logging.getLogger("app.history")
 
@@ -75,31 +73,6 @@ class History(Protocol):
     def times(self) -> list[float]:
         """When the kept slots were sampled, oldest first."""
         ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class Snapshot:
-    records: dict[str, Record]
-    extra: dict[str, Any] = field(default_factory=dict)  # ingest state worth keeping (candle figures)
-    saved_at: float | None = None
-    epoch: str | None = None
-    seq: int | None = None
-
-
-class SnapshotStore(Protocol):
-    """The latest version's records, saved now and then and read back once at start-up."""
-
-    async def save(self, version: Any, extra: Mapping[str, Any], now: float) -> None:
-        """Save `version` (a store Version: its `encoded` records are reused) off the event loop."""
-        ...
-
-    def save_now(self, version: Any, extra: Mapping[str, Any], now: float) -> None:
-        """The same, blocking (at shutdown)."""
-        ...
-
-    def load(self) -> Snapshot | None: ...
 
     def close(self) -> None: ...
 
@@ -319,52 +292,6 @@ class SampledHistory:
 
     def close(self) -> None:
         self._backend.close()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Snapshots
-
-
-class DiskSnapshots:
-    """`SnapshotStore` in a diskcache.Cache: one key, the whole snapshot as orjson bytes."""
-
-    KEY = "snapshot"
-
-    def __init__(self, cache: Any) -> None:
-        self._cache = cache
-        self._failed = False
-
-    async def save(self, version: Any, extra: Mapping[str, Any], now: float) -> None:
-        await anyio.to_thread.run_sync(self.save_now, version, extra, now)
-
-    def save_now(self, version: Any, extra: Mapping[str, Any], now: float) -> None:
-        head = orjson.dumps({"saved_at": now, "epoch": version.epoch, "seq": version.seq,
-                             "extra": dict(extra)})
-        body = b"".join((head[:-1], b',"records":[', b",".join(version.encoded.values()), b"]}"))
-        try:
-            self._cache.set(self.KEY, body)
-            self._failed = False
-        except Exception as exc:  # noqa: BLE001 - a full or broken disk must not stop the service
-            if not self._failed:
-                log.error("snapshot: writing to DATA_DIR failed (%s)", exc)
-            self._failed = True
-
-    def load(self) -> Snapshot | None:
-        try:
-            raw = self._cache.get(self.KEY)
-            if raw is None:
-                return None
-            data = orjson.loads(raw)
-            records = {r["token_address"]: r for r in data["records"]
-                       if isinstance(r, dict) and isinstance(r.get("token_address"), str)}
-            return Snapshot(records, extra=data.get("extra") or {}, saved_at=data.get("saved_at"),
-                            epoch=data.get("epoch"), seq=data.get("seq"))
-        except Exception as exc:  # noqa: BLE001 - a broken snapshot means starting empty, not crashing
-            log.error("snapshot: could not read the saved snapshot (%s); starting empty", exc)
-            return None
-
-    def close(self) -> None:
-        self._cache.close()
 
 
 # ---------------------------------------------------------------------------------------------------

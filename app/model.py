@@ -2,7 +2,7 @@
 
 Parsers turn upstream JSON into `PoolObservation` (one pool as one upstream saw it) and `TokenInfo`
 (token-level figures: Jupiter tokens/price, GeckoTerminal tokens). The merge turns those into one
-token record per mint: a plain JSON-ready dict in the shape of CONTRACT §2.
+token record per mint: a plain JSON-ready dict in the shape of CONTRACT §2 (its fields: app.schema).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SOURCES: tuple[str, ...] = ("dexscreener", "geckoterminal", "jupiter")
+# The record's vocabulary lives in app.schema; re-exported here for the parsers and the merge.
+from app.schema import SOURCES, STAT_FIELDS, WINDOWS  # noqa: F401
+
 # Windows a pool or token reports itself; "7d" comes from candles and our own history.
 POOL_WINDOWS: tuple[str, ...] = ("5m", "1h", "6h", "24h")
-WINDOWS: tuple[str, ...] = ("5m", "1h", "6h", "24h", "7d")
-STAT_FIELDS: tuple[str, ...] = ("volume_usd", "volume_sol", "price_change", "buys", "sells")
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 STABLE_MINTS = frozenset(

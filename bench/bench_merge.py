@@ -1,9 +1,10 @@
 """CPU time of one refresh cycle's merge and store update for N tracked tokens (default 2,000).
 
 Each token has two pools from two sources and Jupiter token info. One cycle's measured work is
-`Ingest.merge_dirty` (expire, then merge every refreshed token whose inputs changed) and
-`MemoryStore.apply` (compare with the stored record, encode each changed record once with orjson, new
-version, release versions past the hold). Taking the new observations (`TokenState.add_pool`) is
+`Ingest.merge_dirty` (expire, then merge every refreshed token whose inputs changed), the change set
+(`app.ingest.leader.changeset`: compare with the stored record, encode each changed record once with
+orjson, detect alerts) and its commit (`MemoryStore.commit`: the new version, release versions past the
+hold). Taking the new observations (`TokenState.add_pool`) is
 part of the ingest, not of that figure; it is reported on its own line. Scenarios:
 
 - worst: every token refreshed and every record really changed (prices and all windows move, and the
@@ -20,6 +21,8 @@ Refreshed tokens are touched in a random order, as upstream batches arrive in pr
 tracking order. The store's clock advances 10 s per cycle, so versions older than its 330 s hold are
 released as in a running service: the first 33 cycles run while the held versions still grow (all new
 memory), the later ones in steady state. Both are reported, in CPU milliseconds (time.process_time).
+The change set detects the version's alerts (as the ingest does); the random figures here cross the
+alert thresholds far more often than a real market, so the count of alerts is printed too.
 
     python bench/bench_merge.py [N] [cycles]      # cycles per scenario, default 60
 """
@@ -36,11 +39,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import load_settings  # noqa: E402
+from app.ingest.leader import changeset  # noqa: E402
 from app.ingest.merge import TokenState  # noqa: E402
 from app.ingest.scheduler import Ingest  # noqa: E402
 from app.model import WSOL_MINT, PoolObservation, TokenInfo, WindowStats  # noqa: E402
 from app.serving import tune_gc  # noqa: E402
-from app.store.base import HOLD_S  # noqa: E402
+from app.store.base import HOLD_S, Version  # noqa: E402
 from app.store.memory import MemoryStore  # noqa: E402
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -94,10 +98,27 @@ def refresh(ingest: Ingest, rng: random.Random, now: float, refreshed: int,
     return observations, moved
 
 
-def setup(n: int, rng: random.Random, now: float) -> tuple[Ingest, MemoryStore, list[float]]:
+def commit(ingest: Ingest, store: MemoryStore, token: int, now: float) -> Version | None:
+    """What the ingest's commit site does, with the memory store's commit run to completion here (it
+    never suspends): the cycle's records, their change set, the new version."""
+    upserts, removals = ingest.merge_dirty(now)
+    changes = changeset(store.latest(), upserts, removals, committed_at=now, sol_usd=ingest.sol_usd,
+                        detector=ingest.alerts)
+    if changes is None:
+        return None
+    step = store.commit(changes, token).__await__()
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("the memory store's commit suspended")
+
+
+def setup(n: int, rng: random.Random, now: float) -> tuple[Ingest, MemoryStore, int, list[float]]:
     settings = load_settings({}, dotenv=None)
     clock = [now]
     store = MemoryStore(clock=lambda: clock[0])
+    token = store.lease.acquire("bench")
     ingest = Ingest(settings, store, clients={})
     for _ in range(n):
         mint = address(rng)
@@ -110,9 +131,8 @@ def setup(n: int, rng: random.Random, now: float) -> tuple[Ingest, MemoryStore, 
         state.infos["jupiter"] = TokenInfo("jupiter", mint, now, "Name", "TKN", None, 0.1, 1e5, 1e6, 1e6)
     ingest.sol_usd = 150.0
     ingest._dirty.update(ingest.tokens)
-    upserts, removals = ingest.merge_dirty(now)  # the first commit: every token new
-    store.apply(upserts, removals)
-    return ingest, store, clock
+    commit(ingest, store, token, now)  # the first commit: every token new
+    return ingest, store, token, clock
 
 
 def summary(label: str, part: list[float]) -> str:
@@ -125,9 +145,9 @@ def summary(label: str, part: list[float]) -> str:
 def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_moves: bool) -> None:
     rng = random.Random(1)
     now = time.time()
-    ingest, store, clock = setup(n, rng, now)
+    ingest, store, token, clock = setup(n, rng, now)
     tune_gc()  # as python -m app does
-    timings, taking = [], []
+    timings, taking, alerts = [], [], []
     for _ in range(cycles):
         now += INTERVAL_S
         clock[0] = now
@@ -139,15 +159,15 @@ def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_move
             state.add_pool(pool)
             ingest._dirty.add(state.address)
         taken = time.process_time()
-        upserts, removals = ingest.merge_dirty(now)
-        version = store.apply(upserts, removals)
+        version = commit(ingest, store, token, now)
         timings.append((time.process_time() - taken) * 1000)
+        alerts.append(len(version.alerts) if version is not None else 0)
         taking.append((taken - started) * 1000)
         expected = refreshed if sol_moves else moved
         assert version is not None and len(version.changed) == expected, (len(version.changed), expected)
     share = "all" if changed == 1 else f"~{changed:.0%}"
     print(f"{name}: {n} tokens, {refreshed} refreshed, {share} with new figures (CPU ms per cycle)")
-    print("  merge + store update:")
+    print(f"  merge + change set + commit ({statistics.median(alerts):.0f} alerts raised per cycle, median):")
     print(summary(f"cycles 1-{WARMUP}, held versions growing", timings[:WARMUP]))
     if cycles > WARMUP:
         print(summary(f"cycles {WARMUP + 1}-{cycles}, steady state", timings[WARMUP:]))

@@ -7,6 +7,7 @@ and a deep cursor page.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import sys
@@ -17,6 +18,7 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from app.ingest.leader import changeset  # noqa: E402
 from app.query import SORTS, encode_page, filtered, ordered, page, parse_view  # noqa: E402
 from app.store.base import Version  # noqa: E402
 from app.store.memory import MemoryStore  # noqa: E402
@@ -111,7 +113,8 @@ def main() -> None:
     timed("  ordered(volume, 24h, desc)", sort_only, 200)
 
     store = MemoryStore()
-    store.apply(dict(records))
+    token = store.lease.acquire("bench")
+    asyncio.run(store.commit(changeset(store.latest(), dict(records), committed_at=time.time()), token))
     version = store.latest()
     view = parse_view({})
     for sort in SORTS:

@@ -13,6 +13,7 @@ import httpx
 
 from app.config import Settings, load_settings
 from app.main import create_app
+from app.runtime import Options
 from app.serving import serve_app
 
 T = TypeVar("T")
@@ -33,9 +34,9 @@ def fast_settings(market, **overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_service(settings: Settings) -> AsyncIterator[tuple[str, object]]:
-    """The whole service on a loopback port; yields (base_url, app)."""
-    app = create_app(settings)
+async def running_service(settings: Settings, options: Options | None = None) -> AsyncIterator[tuple[str, object]]:
+    """The whole service on a loopback port, its parts built as `options` say; yields (base_url, app)."""
+    app = create_app(settings, options)
     async with serve_app(app) as base_url:
         yield base_url, app
 

@@ -16,6 +16,7 @@ from app.history import DAY_S, KEEP_EVERY_S, STEP_S, THIN_AFTER_S, memory_histor
 from app.model import SOURCES
 from app.sources import geckoterminal
 from app.store.memory import MemoryStore
+from tests.stores import memory_store
 from tests.support import fast_settings, running_service, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +110,7 @@ async def test_history_and_snapshot_persist_across_instances(tmp_path):
     await fill(history, T0 - 8 * DAY_S, T0, 3600.0)
     expected = await history.seven_day(A, T0)
     times = history.times()
-    store = MemoryStore()
+    store = memory_store()
     store.apply({A: {"token_address": A, "price_usd": 1.5, "stats": {}}})
     await snapshots.save(store.latest(), {"candles": {A: [T0, {"volume_usd": 1.0, "price_change": 2.0}]}}, T0)
     history.close()

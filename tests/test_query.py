@@ -25,7 +25,7 @@ from app.query import (
     parse_view,
 )
 from app.store.base import Version
-from app.store.memory import MemoryStore
+from tests.stores import memory_store
 
 SECRET = b"test-secret"
 NOW = 1_800_000_000.0  # 2027-01-15
@@ -219,7 +219,7 @@ def test_filtered_matches_brute_force(records, params):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(datasets(), view_params())
 def test_page_respects_limit_and_total(records, params):
-    store = MemoryStore(clock=Clock())
+    store = memory_store(clock=Clock())
     if records:
         store.apply({a: dict(r) for a, r in records.items()})
     view = parse_view(params)
@@ -270,7 +270,7 @@ def mutate(rng: random.Random, records: dict, counter: list[int]) -> tuple[dict,
 def test_cursor_walk_sees_one_version_while_data_changes(seed, params, limit):
     rng = random.Random(seed)
     clock = Clock()
-    store = MemoryStore(clock=clock, hold_s=5.0)
+    store = memory_store(clock=clock, hold_s=5.0)
     initial = {f"t{i:02d}{rng.choice('aAbB')}": None for i in range(rng.randint(0, 60))}
     initial = {a: make_record(a, rng.choice) for a in initial}
     if initial:
@@ -306,7 +306,7 @@ def test_cursor_walk_sees_one_version_while_data_changes(seed, params, limit):
 
 def test_cursor_walk_can_change_page_size():
     rng = random.Random(7)
-    store = MemoryStore(clock=Clock())
+    store = memory_store(clock=Clock())
     store.apply({f"a{i:03d}": make_record(f"a{i:03d}", rng.choice) for i in range(50)})
     view = parse_view({"sort": "liquidity"})
     expected = filtered(store.latest(), view)
@@ -444,7 +444,7 @@ def test_normalisation():
 
 def walk_store(n=40, clock=None, **kwargs):
     rng = random.Random(1)
-    store = MemoryStore(clock=clock or Clock(), **kwargs)
+    store = memory_store(clock=clock or Clock(), **kwargs)
     store.apply({f"m{i:03d}": make_record(f"m{i:03d}", rng.choice) for i in range(n)})
     return store
 
@@ -524,15 +524,16 @@ def test_cursor_of_another_epoch_expires():
     store = walk_store()
     view = parse_view({"limit": "5"})
     cursor = page(store, view, None, NOW, secret=SECRET).next_cursor
-    store.restore(dict(store.latest().records), epoch="other")
+    restarted = walk_store()  # the same records in a new history (a restart)
+    assert restarted.epoch != store.epoch
     with pytest.raises(QueryError) as caught:
-        page(store, view, cursor, NOW, secret=SECRET)
+        page(restarted, view, cursor, NOW, secret=SECRET)
     assert (caught.value.status, caught.value.code) == (410, "cursor_expired")
 
 
 def test_age_filtered_walk_keeps_its_reference_time():
     rng = random.Random(5)
-    store = MemoryStore(clock=Clock())
+    store = memory_store(clock=Clock())
     records = {f"c{i:03d}": make_record(f"c{i:03d}", rng.choice) for i in range(60)}
     store.apply({a: dict(r) for a, r in records.items()})
     view = parse_view({"max_age_h": "2", "sort": "created", "limit": "3"})
@@ -581,7 +582,7 @@ def test_encode_page_structure():
 
 
 def test_encode_empty_page():
-    store = MemoryStore(clock=Clock())
+    store = memory_store(clock=Clock())
     view = View()
     result = page(store, view, None, NOW, secret=SECRET)
     assert isinstance(result, Page)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import os
 import re
 import signal
@@ -31,10 +30,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-import app.main
 from app import diff
 from app.demo.market import Market
 from app.demo.server import serve_market
+from app.runtime import Options
 from app.streams.hub import Hub
 from tests.support import fast_settings, running_service, wait_for
 
@@ -177,10 +176,13 @@ async def ready(client: httpx.AsyncClient, base: str) -> bool:
 
 
 @pytest.fixture(params=[True, False], ids=["direct", "asgi"])
-def write_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """The service's hub with the fast path on (True) or off (False); the value is `direct_writes`."""
-    monkeypatch.setattr(app.main, "Hub", functools.partial(Hub, direct_writes=request.param))
+def write_path(request: Any) -> bool:
+    """The service's hub with the fast path on (True) or off (False): pass `paths(write_path)` to the service."""
     return request.param
+
+
+def paths(direct_writes: bool) -> Options:
+    return Options(direct_writes=direct_writes)
 
 
 def assert_write_path(hub: Hub, direct_writes: bool, kinds: set[str]) -> None:
@@ -204,7 +206,8 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
     market = Market(seed=3, n_tokens=80)
     params = {"sort": "liquidity", "limit": "15"}
     async with serve_market(market, tick_interval=0.3) as upstream:
-        async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), httpx.AsyncClient() as client:
+        async with running_service(fast_settings(upstream, data_dir=str(tmp_path)), paths(write_path)) as (base, app), \
+                httpx.AsyncClient() as client:
             await wait_for(lambda: ready(client, base), timeout=20, message="ready")
             sse = SSEClient(client, f"{base}/api/stream?sort=liquidity&limit=15")
             ws = WSClient(ws_url(base), compression=None)
@@ -261,7 +264,8 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
 async def test_resume_bridges_a_gap_and_an_unusable_last_event_id_gets_a_snapshot(tmp_path, write_path):
     market = Market(seed=4, n_tokens=60)
     async with serve_market(market, tick_interval=0.2) as upstream:
-        async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), httpx.AsyncClient() as client:
+        async with running_service(fast_settings(upstream, data_dir=str(tmp_path)), paths(write_path)) as (base, app), \
+                httpx.AsyncClient() as client:
             await wait_for(lambda: ready(client, base), timeout=20, message="ready")
             url = f"{base}/api/stream?sort=volume&window=5m&limit=10"
             first = SSEClient(client, url)
@@ -439,7 +443,7 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_recei
     market = Market(seed=7, n_tokens=150)
     async with serve_market(market, tick_interval=0.1) as upstream:
         settings = fast_settings(upstream, heartbeat_s=0.5, data_dir=str(tmp_path))  # write timeout: 2 s
-        async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
+        async with running_service(settings, paths(write_path)) as (base, app), httpx.AsyncClient() as client:
             await wait_for(lambda: ready(client, base), timeout=20, message="ready")
             hub = app.state.service.hub
             await wait_for(lambda: len(app.state.service.store.latest().records) >= 100, timeout=20,
@@ -493,7 +497,7 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_recei
 async def test_fifty_sse_clients_receive_each_delta_within_a_second_of_each_other(tmp_path, write_path):
     market = Market(seed=8, n_tokens=80)
     async with serve_market(market, tick_interval=0.25) as upstream:
-        async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app):
+        async with running_service(fast_settings(upstream, data_dir=str(tmp_path)), paths(write_path)) as (base, app):
             limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
             async with httpx.AsyncClient(limits=limits) as client:
                 await wait_for(lambda: ready(client, base), timeout=20, message="ready")

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from app import query
-from app.model import SOURCES, STAT_FIELDS, WINDOWS
+from app.model import WINDOWS
+from app.schema import token_json_schema, window_stats_json_schema
 
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 INTEGER_OR_NULL = {"type": ["integer", "null"]}
@@ -19,43 +20,7 @@ STRING_OR_NULL = {"type": ["string", "null"]}
 ISO_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 
 
-def _window_stats() -> dict[str, Any]:
-    types = {"volume_usd": NUMBER_OR_NULL, "volume_sol": NUMBER_OR_NULL, "price_change": NUMBER_OR_NULL,
-             "buys": INTEGER_OR_NULL, "sells": INTEGER_OR_NULL}
-    return {"type": "object", "required": list(STAT_FIELDS), "properties": {f: types[f] for f in STAT_FIELDS}}
-
-
-TOKEN = {
-    "type": "object",
-    "description": "One token, keyed by its mint (CONTRACT §2). Unknown figures are null, never 0.",
-    "required": ["token_address", "token_name", "token_ticker", "price_sol", "market_cap_sol", "volume_sol",
-                 "liquidity_sol", "transaction_count", "price_1hr_change", "protocol", "price_usd",
-                 "market_cap_usd", "fdv_usd", "liquidity_usd", "pair_address", "created_at", "image_url",
-                 "stats", "sources", "updated_at"],
-    "properties": {
-        "token_address": {"type": "string", "description": "Solana mint, base58"},
-        "token_name": STRING_OR_NULL,
-        "token_ticker": STRING_OR_NULL,
-        "price_sol": NUMBER_OR_NULL,
-        "market_cap_sol": NUMBER_OR_NULL,
-        "volume_sol": {**NUMBER_OR_NULL, "description": "24h volume in SOL"},
-        "liquidity_sol": NUMBER_OR_NULL,
-        "transaction_count": {**INTEGER_OR_NULL, "description": "24h buys + sells"},
-        "price_1hr_change": {**NUMBER_OR_NULL, "description": "percent"},
-        "protocol": STRING_OR_NULL,
-        "price_usd": NUMBER_OR_NULL,
-        "market_cap_usd": NUMBER_OR_NULL,
-        "fdv_usd": NUMBER_OR_NULL,
-        "liquidity_usd": NUMBER_OR_NULL,
-        "pair_address": STRING_OR_NULL,
-        "created_at": ISO_OR_NULL,
-        "image_url": STRING_OR_NULL,
-        "stats": {"type": "object", "required": list(WINDOWS),
-                  "properties": {w: {"$ref": "#/components/schemas/WindowStats"} for w in WINDOWS}},
-        "sources": {"type": "array", "items": {"type": "string", "enum": list(SOURCES)}},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
+TOKEN = token_json_schema()
 
 ERROR = {
     "type": "object",
@@ -214,7 +179,7 @@ def build_spec() -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         },
-        "components": {"schemas": {"Token": TOKEN, "WindowStats": _window_stats(), "Error": ERROR,
+        "components": {"schemas": {"Token": TOKEN, "WindowStats": window_stats_json_schema(), "Error": ERROR,
                                    "Health": HEALTH, "SourceHealth": SOURCE_HEALTH, "Alert": ALERT}},
     }
 

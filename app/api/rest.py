@@ -12,11 +12,11 @@ from starlette.routing import Route
 from app import query
 from app.api.openapi import SPEC_BYTES
 from app.api.responses import JSONBytes, error
-from app.service import Service
+from app.runtime import Runtime
 from app.sources.values import is_mint
 
 
-def service(request: Request) -> Service:
+def service(request: Request) -> Runtime:
     return request.app.state.service
 
 
@@ -34,7 +34,7 @@ async def list_tokens(request: Request) -> Response:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
     try:
-        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.secret)
+        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret)
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
@@ -65,7 +65,8 @@ async def alerts(request: Request) -> Response:
         return error(400, "invalid_param", f"unknown parameter {sorted(unknown)[0]!r}", sorted(unknown)[0])
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
-    return JSONBytes({"data": service(request).hub.detector.latest(int(raw))})
+    recent = service(request).store.latest().recent_alerts  # the same list on every instance
+    return JSONBytes({"data": recent[-int(raw):][::-1]})
 
 
 async def health(request: Request) -> Response:

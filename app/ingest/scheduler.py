@@ -22,15 +22,16 @@ from typing import Any
 
 import anyio
 
+from app.alerts import AlertDetector
 from app.config import Settings
 from app.history import History, SnapshotStore
+from app.ingest.leader import changeset, cycle_summary
 from app.ingest.merge import TokenState, main_pool, merge
 from app.model import WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
 from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import UpstreamClient, UpstreamError
 from app.sources.values import UpstreamFormatError, is_mint, iso
-from app.store.base import Store
-from app.store.memory import new_epoch
+from app.store.base import CommitRejected, FencingError, Store, Version
 
 log = logging.getLogger("app.ingest")
 
@@ -110,19 +111,13 @@ class Ingest:
         self._snapshot_tag: str | None = None
         self._snapshot_at = clock()
         self._restored: dict[str, float] = {}  # address -> restored at, until refreshed
+        # writing (app.ingest.leader): the fencing token while this instance leads, and what it publishes
+        self.fence: int | None = None
+        self.instance = ""
+        self.stale = False  # serving a snapshot restored from disk, not yet refreshed
+        self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x)
 
     # ---- the loop -------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Cycle forever at REFRESH_INTERVAL_S; a failing cycle is logged, never fatal."""
-        interval = self.settings.refresh_interval_s
-        while True:
-            started = time.monotonic()
-            try:
-                await self.cycle()
-            except Exception:  # noqa: BLE001 - the loop must outlive any bug in one cycle
-                log.exception("ingest cycle failed")
-            await anyio.sleep(max(0.05, interval - (time.monotonic() - started)))
 
     async def cycle(self) -> CycleReport:
         now = self._clock()
@@ -466,9 +461,32 @@ class Ingest:
             return False
         return not all(state.address in self.last_refreshed.get(source, {}) for source in self.clients)
 
-    async def _commit(self, now: float):
+    async def _commit(self, now: float) -> Version | None:
+        """Commit what changed as one version (fenced: only the leader writes), then publish the cycle's
+        summary for /health. A rejected commit leaves the records dirty for whoever writes next."""
         upserts, removals = self.merge_dirty(now)
-        return await self.store.commit(upserts, removals)
+        base = self.store.latest()
+        changes = changeset(base, upserts, removals, committed_at=self._clock(), detector=self.alerts,
+                            sol_usd=self.sol_usd if self.sol_usd is not None else base.sol_usd)
+        version = None
+        if changes is not None:
+            try:
+                version = await self.store.commit(changes, self._token())
+            except CommitRejected:
+                self._dirty.update(upserts)
+                raise
+            self.stale = False  # fresh data committed: no longer only the restored snapshot
+        await self.publish_summary()
+        return version
+
+    def _token(self) -> int:
+        if self.fence is None:
+            raise FencingError("this instance does not lead the ingest: it may not write")
+        return self.fence
+
+    async def publish_summary(self) -> None:
+        summary = cycle_summary(self.instance, self.clients, self.sol_usd, self.stale, self._clock())
+        await self.store.publish_summary(summary, self._token())
 
     def _trim(self) -> list[str]:
         excess = len(self.tokens) - self.settings.max_tokens
@@ -633,14 +651,41 @@ class Ingest:
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"candles": {address: [at, figures] for address, (at, figures) in self._candles.items()}}
 
-    def restore(self) -> bool:
-        """Before the first cycle: put the saved snapshot in the store (a new epoch: the version history
-        is gone) and track its tokens again. True when there was one to restore."""
+    async def lead(self, fence: int, instance: str) -> None:
+        """This instance now writes (app.ingest.leader.IngestRunner): continue the store's latest version
+        (same epoch, next seq) when it has records, else restore the saved snapshot; then publish."""
+        self.fence, self.instance = fence, instance
+        latest = self.store.latest()
+        if latest.records:
+            self.adopt(latest)
+        else:
+            await self.restore()
+        await self.publish_summary()
+
+    def adopt(self, version: Version) -> None:
+        """Continue a history another writer made: track its tokens again, each keeping its record until
+        refreshed (as after a restore), and its SOL/USD rate. No commit, no new epoch."""
+        now = self._clock()
+        for state in self._track(version.records, now):
+            if not state.has_data():
+                self._restored[state.address] = now
+        if version.sol_usd is not None:
+            self.sol_usd = version.sol_usd
+        self._snapshot_tag = version.tag
+        self.stale = False
+
+    async def restore(self) -> bool:
+        """With no version to continue: commit the saved snapshot as the store's next version (seq 1 of
+        the epoch a new memory store minted) and track its tokens again. True when there was one."""
         snapshot = self.snapshots.load() if self.snapshots is not None else None
         if snapshot is None or not snapshot.records:
             return False
         now = self._clock()
-        version = self.store.restore(snapshot.records, epoch=new_epoch())
+        changes = changeset(self.store.latest(), snapshot.records, committed_at=now, sol_usd=snapshot.sol_usd)
+        if changes is None:
+            return False
+        version = await self.store.commit(changes, self._token())
+        self.stale = True
         self._snapshot_tag = version.tag
         self._snapshot_at = now
         for state in self._track(snapshot.records, now):

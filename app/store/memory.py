@@ -1,16 +1,33 @@
-"""The in-memory store: versions in a deque, records shared between them."""
+"""The in-memory store: the versions of one process, records shared between them.
+
+Retention: every version stays at least `hold_s` (HOLD_S, 330 s) after it was superseded, which holds a
+cursor's version at least that long after the cursor was issued (cursors are issued on the latest
+version). `hold` can keep a version longer, at most MAX_HOLD_S from the call, and at most MAX_HELD
+versions at once (past that the hold ending soonest is dropped). Expiry releases every version that is
+neither in its window nor held, wherever it sits in the history: one old held version never keeps the
+newer ones alive. So the versions held at once are at most those committed in the last `hold_s` plus
+MAX_HELD (at the default 10 s refresh, about 34 + 64), whatever clients do.
+
+The epoch is minted when the store is made: a new process is a new history (a snapshot restored from
+disk is committed into it as seq 1). The cursor secret is random per store: with `STORE=memory` only one
+process serves. Fencing tokens are checked against a `LocalLease` (app.leadership).
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 
-import orjson
+from app.leadership import LocalLease
+from app.store.base import HOLD_S, ChangeSet, CycleSummary, FencingError, Listener, Version
+from app.store.versions import initial_version, next_version
 
-from app.model import Record
-from app.store.base import HOLD_S, Listener, Version
+log = logging.getLogger("app.store")
+
+MAX_HOLD_S = 600.0  # one hold() keeps a version at most this long from the call
+MAX_HELD = 64  # versions kept by hold() at once; past it the hold ending soonest is dropped
 
 
 def new_epoch() -> str:
@@ -19,83 +36,62 @@ def new_epoch() -> str:
 
 
 class MemoryStore:
-    """Versions of one process. `commit` is the only writer; everything else reads `Version` objects."""
+    """`Store` for one process. `commit` is the only writer; everything else reads `Version` objects."""
 
-    def __init__(self, epoch: str | None = None, hold_s: float = HOLD_S, clock: Callable[[], float] = time.time):
+    def __init__(self, epoch: str | None = None, hold_s: float = HOLD_S, clock: Callable[[], float] = time.time,
+                 *, lease: LocalLease | None = None, secret: bytes | None = None):
         self._epoch = epoch or new_epoch()
         self._hold_s = hold_s
         self._clock = clock
-        self._versions: deque[Version] = deque([Version(self._epoch, 0, {}, {}, clock())])
-        self._superseded_at: dict[int, float] = {}
+        self.lease = lease or LocalLease()  # whose fencing token may commit
+        self._secret = secret or secrets.token_bytes(32)
+        self._latest = initial_version(self._epoch, clock())
+        self._versions: dict[int, Version] = {0: self._latest}  # by seq, oldest first
+        self._superseded_at: dict[int, float] = {}  # every held version but the latest
         self._held_until: dict[int, float] = {}
         self._listeners: list[Listener] = []
+        self._summary: CycleSummary | None = None
 
     @property
     def epoch(self) -> str:
         return self._epoch
 
+    @property
+    def secret(self) -> bytes:
+        return self._secret
+
     def latest(self) -> Version:
-        return self._versions[-1]
+        return self._latest
 
     def get(self, seq: int) -> Version | None:
-        first = self._versions[0].seq
-        if seq < first or seq > self._versions[-1].seq:
-            return None
-        return self._versions[seq - first]
+        return self._versions.get(seq)
+
+    def held(self) -> int:
+        """How many versions are held right now (the latest included)."""
+        return len(self._versions)
 
     def hold(self, seq: int, seconds: float = HOLD_S) -> None:
-        until = self._clock() + seconds
-        if self._held_until.get(seq, 0.0) < until:
-            self._held_until[seq] = until
+        if seq not in self._versions:
+            return
+        until = self._clock() + min(seconds, MAX_HOLD_S)
+        held = self._held_until
+        if held.get(seq, 0.0) < until:
+            held[seq] = until
+        if len(held) > MAX_HELD:
+            soonest = min(held, key=lambda s: (held[s], s))
+            del held[soonest]
 
-    def restore(self, records: Mapping[str, Record], epoch: str | None = None) -> Version:
-        """Start from a saved snapshot (a restart): one version holding `records`."""
-        self._epoch = epoch or self._epoch
-        encoded = {address: orjson.dumps(record) for address, record in records.items()}
-        version = Version(self._epoch, 1, dict(records), encoded, self._clock(), frozenset(records))
-        self._versions = deque([version])
-        self._notify(version)
-        return version
-
-    async def commit(self, upserts: Mapping[str, Record], removals: Iterable[str] = ()) -> Version | None:
-        return self.apply(upserts, removals)
-
-    def apply(self, upserts: Mapping[str, Record], removals: Iterable[str] = ()) -> Version | None:
-        """The synchronous core of `commit`: compare, copy what changed, encode it once, append a version.
-
-        Each changed record is encoded here, once, for every reader (REST pages, stream deltas). Old
-        versions released by `_expire` free their replaced records here too: part of the cost.
-        """
-        current = self._versions[-1]
-        old_records = current.records
-        changed: dict[str, Record] = {}
-        for address, record in upserts.items():
-            old = old_records.get(address)
-            if old is not None:
-                # Equal but for the time stamp: no change. The stamp is swapped in, not popped, so
-                # the record keeps its key order.
-                stamp = record.get("updated_at")
-                record["updated_at"] = old.get("updated_at")
-                if record == old:
-                    continue
-                record["updated_at"] = stamp
-            changed[address] = record
-        removed = frozenset(a for a in removals if a in old_records and a not in changed)
-        if not changed and not removed:
-            return None
-        records = dict(old_records)
-        records.update(changed)
-        encoded = dict(current.encoded)
-        dumps = orjson.dumps
-        for address, record in changed.items():
-            encoded[address] = dumps(record)
-        for address in removed:
-            del records[address]
-            del encoded[address]
+    async def commit(self, changes: ChangeSet, fence: int) -> Version:
+        """Check the token, make the next version (app.store.versions.next_version), release what no one
+        holds, tell the listeners. Never suspends: a commit is atomic for the event loop."""
+        if not self.lease.valid(fence):
+            raise FencingError(f"fencing token {fence} is not the current leader's")
+        previous = self._latest
+        version = next_version(previous, changes)  # raises OutOfOrder
         now = self._clock()
-        version = Version(self._epoch, current.seq + 1, records, encoded, now, frozenset(changed), removed)
-        self._superseded_at[current.seq] = now
-        self._versions.append(version)
+        self._superseded_at[previous.seq] = now
+        self._versions[version.seq] = version
+        self._latest = version
         self._expire(now)
         self._notify(version)
         return version
@@ -104,19 +100,37 @@ class MemoryStore:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    async def close(self) -> None:
+    def summary(self) -> CycleSummary | None:
+        return self._summary
+
+    async def publish_summary(self, summary: CycleSummary, fence: int) -> None:
+        if not self.lease.valid(fence):
+            raise FencingError(f"fencing token {fence} is not the current leader's")
+        self._summary = summary
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         self._listeners.clear()
 
     def _expire(self, now: float) -> None:
-        """Drop the oldest versions once superseded for longer than the hold and not pinned by a cursor."""
-        while len(self._versions) > 1:
-            seq = self._versions[0].seq
-            if now - self._superseded_at.get(seq, now) < self._hold_s or self._held_until.get(seq, 0.0) > now:
-                break
-            self._versions.popleft()
-            self._superseded_at.pop(seq, None)
-            self._held_until.pop(seq, None)
+        """Release every superseded version past its window and not held (not only the oldest ones)."""
+        hold_s, held = self._hold_s, self._held_until
+        for seq, at in list(self._superseded_at.items()):
+            if now - at < hold_s:
+                break  # superseded in order: every later one is in its window too
+            until = held.get(seq)
+            if until is not None:
+                if until > now:
+                    continue
+                del held[seq]
+            del self._versions[seq]
+            del self._superseded_at[seq]
 
     def _notify(self, version: Version) -> None:
         for listener in list(self._listeners):
-            listener(version)
+            try:
+                listener(version)
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the others or the writer
+                log.exception("store listener failed for version %s", version.tag)

@@ -30,7 +30,6 @@ from app.api.metrics import Metrics
 from app.sources.values import iso
 from app.store.base import Store, Version
 from app.streams import signals
-from app.streams.alerts import AlertDetector
 from app.streams.channel import CATCH_UP, IDLE, LIVE, RESUME, SNAPSHOT, SYNC, Channel, Subscription
 from app.streams.connection import (
     ITEM_ALERT,
@@ -50,11 +49,10 @@ SWEEP_S = 0.25  # how often pending writes are checked against the write timeout
 
 
 class Hub:
-    def __init__(self, store: Store, metrics: Metrics, detector: AlertDetector, max_connections: int,
-                 heartbeat_s: float, *, direct_writes: bool = True):
+    def __init__(self, store: Store, metrics: Metrics, max_connections: int, heartbeat_s: float, *,
+                 direct_writes: bool = True):
         self.store = store
         self.metrics = metrics
-        self.detector = detector
         self.max_connections = max_connections
         self.heartbeat_s = heartbeat_s
         # False: never write onto a socket from publish (app.streams.direct); every frame goes through the
@@ -234,7 +232,7 @@ class Hub:
             for seq in sorted(self._published_at)[:-32]:
                 del self._published_at[seq]
         same_history = previous.epoch == version.epoch and previous.seq < version.seq
-        alerts = self.detector.detect(previous, version) if same_history else []
+        alerts = version.alerts if same_history else ()  # computed once, by the writer (app.ingest.leader)
         for channel in list(self.channels.values()):
             try:
                 self._publish_channel(channel, version)
@@ -316,7 +314,7 @@ class Hub:
             for _ in range(direct):
                 observe(elapsed)
 
-    def _send_alerts(self, alerts: list[dict[str, Any]]) -> None:
+    def _send_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         for alert in alerts:
             address = alert["token_address"]
             item = {"_sse": orjson.dumps(alert), "_ws": ws_alert_payload(alert)}

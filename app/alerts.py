@@ -1,17 +1,18 @@
 """Alerts: a 5m price move past ±ALERT_PRICE_PCT, and 5m volume past ALERT_VOLUME_X times its hourly average.
 
 Each fires when a token's figure crosses the threshold between two versions (not on every version it
-stays beyond it), so a dashboard sees one alert per move.
+stays beyond it), so a dashboard sees one alert per move. They are computed once per version, by the
+writer, when it builds the version's change set (app.ingest.leader): the alerts travel in the change
+set, so every instance's streams and GET /api/alerts read the same list (`Version.alerts`,
+`Version.recent_alerts`).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from app.model import Record
-from app.sources.values import iso
-from app.store.base import Version
 
 
 def _price_change(record: Record) -> float | None:
@@ -28,37 +29,32 @@ def _volume_ratio(record: Record) -> float | None:
 
 
 class AlertDetector:
-    def __init__(self, price_pct: float, volume_x: float, keep: int = 1000):
+    def __init__(self, price_pct: float, volume_x: float):
         self.price_pct = price_pct
         self.volume_x = volume_x
-        self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
 
-    def detect(self, previous: Version, version: Version) -> list[dict[str, Any]]:
+    def detect(self, previous: Mapping[str, Record], changed: Mapping[str, Record], seq: int,
+               at: str | None) -> list[dict[str, Any]]:
+        """The alerts of version `seq` (committed `at`), whose `changed` records replace `previous` ones."""
         alerts: list[dict[str, Any]] = []
-        at = iso(version.committed_at)
-        for address in version.changed:
-            old = previous.records.get(address)
+        for address, new in changed.items():
+            old = previous.get(address)
             if old is None:
                 continue  # a token new to us has no "before" to cross from
-            new = version.records[address]
             before, after = _price_change(old), _price_change(new)
             if after is not None and abs(after) >= self.price_pct and (before is None or abs(before) < self.price_pct
                                                                         or (before > 0) != (after > 0)):
-                alerts.append(self._alert("price_move", new, after, self.price_pct, version, at))
+                alerts.append(self._alert("price_move", new, after, self.price_pct, seq, at))
             before, after = _volume_ratio(old), _volume_ratio(new)
             if after is not None and after > self.volume_x and (before is None or before <= self.volume_x):
                 value = new["stats"]["5m"]["volume_usd"]
-                alerts.append(self._alert("volume_spike", new, value, self.volume_x, version, at, ratio=after))
-        self.recent.extend(alerts)
+                alerts.append(self._alert("volume_spike", new, value, self.volume_x, seq, at, ratio=after))
         return alerts
 
     @staticmethod
-    def _alert(kind: str, record: Record, value: float, threshold: float, version: Version, at: str | None,
+    def _alert(kind: str, record: Record, value: float, threshold: float, seq: int, at: str | None,
                **extra: Any) -> dict[str, Any]:
         alert = {"type": kind, "token_address": record["token_address"], "token_ticker": record["token_ticker"],
-                 "window": "5m", "value": value, "threshold": threshold, "seq": version.seq, "at": at}
+                 "window": "5m", "value": value, "threshold": threshold, "seq": seq, "at": at}
         alert.update(extra)
         return alert
-
-    def latest(self, limit: int) -> list[dict[str, Any]]:
-        return list(reversed(self.recent))[:limit]

@@ -1,0 +1,154 @@
+"""The running service: every stateful part, built in one step by `open_runtime` for the app's lifespan.
+
+Parts are built in dependency order, each from parts already built (the store before the hub that
+listens to it, the hub before the ingest that asks it which tokens are watched), so the `Runtime` is
+complete and immutable once made: no placeholder filled in later. What tests or benchmarks build
+differently is named in `Options`, never patched into a module. Handlers reach it as `app.state.service`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from app.api.hot import HotPages
+from app.api.metrics import Metrics
+from app.config import Settings
+from app.history import open_state, origin_of
+from app.ingest.leader import IngestRunner
+from app.ingest.scheduler import Ingest
+from app.leadership import Leadership
+from app.sources import geckoterminal, jupiter
+from app.sources.client import UpstreamClient
+from app.sources.values import iso
+from app.store.base import CycleSummary, Store, Version
+from app.store.factory import BackendFactory, open_backend
+from app.streams.hub import Hub
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a runtime is built where a test or benchmark needs another part; the defaults are production's."""
+
+    start_ingest: bool = True  # False: no refresh cycles (nothing is fetched or committed)
+    direct_writes: bool = True  # the hub's uvicorn fast path (app.streams.direct); off proves the ASGI path
+    backend: BackendFactory = open_backend  # the store and its leadership, from STORE
+
+
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    settings: Settings  # as served: with --demo, the simulated market's URLs
+    store: Store
+    leadership: Leadership
+    metrics: Metrics
+    http: httpx.AsyncClient
+    clients: dict[str, UpstreamClient]
+    ingest: Ingest
+    runner: IngestRunner
+    hub: Hub
+    hot: HotPages  # repeated first pages of the current version
+    write_timeout_s: float  # a stream write slower than this closes the client
+    started_at: float
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        """GET /health: the latest version here, and the leader's latest cycle summary."""
+        return health_body(self.store.latest(), self.store.summary(), self.settings.refresh_interval_s,
+                           time.time() if now is None else now)
+
+
+def health_body(latest: Version, summary: CycleSummary | None, refresh_interval_s: float,
+                now: float) -> dict[str, Any]:
+    """The /health document: `age_s` is measured now, from the summary's last successful call; the
+    per-source figures are those of the leader's latest cycle."""
+    last = summary.last_success if summary is not None else None
+    age = round(now - last, 3) if last is not None else None
+    stale = summary.stale if summary is not None else False
+    degraded = age is None or age > 3 * refresh_interval_s or stale
+    sources: dict[str, Any] = {}
+    for name, entry in (summary.sources if summary is not None else {}).items():
+        degraded = degraded or entry["circuit"] == "open"
+        error = entry["last_error"]
+        sources[name] = {**entry, "last_success": iso(entry["last_success"]),
+                         "last_error": {"message": error["message"], "at": iso(error["at"])} if error else None}
+    return {
+        "status": "degraded" if degraded else "ok",
+        "epoch": latest.epoch,
+        "seq": latest.seq,
+        "tokens": len(latest.records),
+        "age_s": age,
+        "stale": stale,
+        "sol_usd": summary.sol_usd if summary is not None else None,
+        "sources": sources,
+    }
+
+
+def build_clients(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> dict[str, UpstreamClient]:
+    headers = {
+        "dexscreener": {},
+        "geckoterminal": geckoterminal.HEADERS,
+        "jupiter": jupiter.headers(settings.jupiter_api_key),
+    }
+    clients = {
+        source: UpstreamClient(source, http, settings.base_url(source), settings.rate_limits[source],
+                               settings.cache_ttl_s, headers=headers[source], observe=metrics.observe_call)
+        for source in settings.sources
+    }
+    for client in clients.values():
+        # An open circuit probes about every other cycle at first, backing off to 30 cycles.
+        client.breaker.cooldown_s = 1.5 * settings.refresh_interval_s
+        client.breaker.max_cooldown_s = 30 * settings.refresh_interval_s
+    return clients
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, options: Options = Options()) -> AsyncIterator[Runtime]:
+    """Build every part, run the background tasks (leadership, ingest, heartbeats) while the block runs,
+    and tear it all down after it, in reverse order."""
+    origin = origin_of(settings)  # what saved state must come from (before --demo rewrites the URLs)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.demo:
+            from app.demo.market import Market
+            from app.demo.server import serve_market
+
+            market = await stack.enter_async_context(serve_market(Market(), tick_interval=1.0))
+            settings = settings.with_(dexscreener_url=market.dexscreener_url,
+                                      geckoterminal_url=market.geckoterminal_url, jupiter_url=market.jupiter_url)
+        metrics = Metrics()
+        limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0, connect=5.0),
+                              headers={"User-Agent": "tokenstream/0.1"}))
+        backend = options.backend(settings)
+        store = await stack.enter_async_context(backend.store)
+        leadership = backend.leadership
+        stack.push_async_callback(leadership.resign)
+        history, snapshots = open_state(settings.data_dir, origin)
+        stack.callback(history.close)
+        if snapshots is not None:
+            stack.callback(snapshots.close)
+        clients = build_clients(settings, http, metrics)
+        hub = Hub(store, metrics, settings.max_connections, settings.heartbeat_s,
+                  direct_writes=options.direct_writes)
+        ingest = Ingest(settings, store, clients, history=history, snapshots=snapshots, watched=hub.watched,
+                        on_cycle=lambda report: metrics.cycle.observe(report.duration_s))
+        stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
+        runtime = Runtime(settings, store, leadership, metrics, http, clients, ingest, IngestRunner(ingest, leadership),
+                          hub, HotPages(), min(30.0, max(2.0, 2 * settings.heartbeat_s)), time.time())
+        # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
+        stack.callback(hub.install_signal_hook())
+        async with anyio.create_task_group() as tasks:
+            if options.start_ingest:
+                await tasks.start(leadership.run)
+                await tasks.start(runtime.runner.run)  # a leader has restored or adopted its data by now
+            tasks.start_soon(hub.run_heartbeats)
+            try:
+                yield runtime
+            finally:
+                hub.close_all()
+                tasks.cancel_scope.cancel()
