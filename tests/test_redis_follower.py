@@ -28,6 +28,14 @@ class Replica:
         self.payloads: list[bytes] = []
         self.resets = 0
 
+    @property
+    def log_epoch(self) -> str | None:
+        return self.epoch
+
+    @property
+    def log_seq(self) -> int:
+        return self.seq
+
     def reset(self, snapshot: LogSnapshot) -> None:
         self.epoch, self.seq, self.resets = snapshot.epoch, snapshot.base_seq, self.resets + 1
         self.payloads = [snapshot.base_info]

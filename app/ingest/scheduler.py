@@ -25,6 +25,7 @@ import anyio
 from app.alerts import AlertDetector
 from app.config import Settings
 from app.history import History, SnapshotStore
+from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
 from app.ingest.merge import TokenState, main_pool, merge
 from app.model import WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
@@ -81,6 +82,7 @@ class Ingest:
         history: History | None = None,
         snapshots: SnapshotStore | None = None,
         watched: Callable[[], Iterable[str]] | None = None,
+        handover: StateHandover | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -113,6 +115,7 @@ class Ingest:
         self._restored: dict[str, float] = {}  # address -> restored at, until refreshed
         # writing (app.ingest.leader): the fencing token while this instance leads, and what it publishes
         self.fence: int | None = None
+        self.handover = handover  # STORE=redis: the working state a successor takes over
         self.instance = ""
         self.stale = False  # serving a snapshot restored from disk, not yet refreshed
         self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x)
@@ -138,6 +141,8 @@ class Ingest:
         await self._update_seven_day(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
+        if self.handover is not None and self.fence is not None:
+            await self.handover.save(self, version, self.fence)
         await self._persist(now)
         report.duration_s = time.perf_counter() - perf
         self.cycles += 1
@@ -657,6 +662,8 @@ class Ingest:
         self.fence, self.instance = fence, instance
         latest = self.store.latest()
         if latest.records:
+            if self.handover is not None:
+                await self.handover.load(self)  # the last leader's per-token state
             self.adopt(latest)
         else:
             await self.restore()

@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Callable
 from itertools import count
+from typing import Protocol
 
 import anyio
 from redis.asyncio import Redis
@@ -47,6 +48,23 @@ local result = {taken, now}
 for i = 2, #sent, 2 do result[#result + 1] = sent[i] end
 return result
 """
+
+class RequestBudget(Protocol):
+    """What the upstream client and the scheduler ask of a budget (app.sources.budget.SlidingWindowBudget
+    and SharedBudget both are one)."""
+
+    per_minute: int
+
+    def used(self) -> int: ...
+
+    def available(self) -> int: ...
+
+    def wait_time(self) -> float: ...
+
+    def try_take(self) -> bool: ...
+
+    async def take(self, max_wait: float = float("inf")) -> bool: ...
+
 
 # A take answered later than this after it was asked is not a go-ahead (see the module docstring).
 MAX_ROUND_TRIP_S = WINDOW_SLACK_S / 2

@@ -27,17 +27,21 @@ BLOCK_MS = 1000
 
 class Replica(Protocol):
     @property
-    def epoch(self) -> str | None: ...
+    def log_epoch(self) -> str | None:
+        """The epoch of the replica's versions (None before the first load)."""
+        ...
 
     @property
-    def seq(self) -> int: ...
+    def log_seq(self) -> int:
+        """The seq of its latest version."""
+        ...
 
     def reset(self, snapshot: LogSnapshot) -> None:
         """Replace the local state by the snapshot's versions (base, then every entry)."""
         ...
 
     def apply(self, entry: LogEntry) -> bool:
-        """Apply the next change set (seq == self.seq + 1). False when it is not of this epoch."""
+        """Apply the next change set (seq == log_seq + 1). False when it is not of this epoch."""
         ...
 
 
@@ -79,7 +83,7 @@ class Follower:
         replica = self.replica
         # A snapshot older than what this instance already applied (its own commit landed meanwhile) adds
         # nothing; one of another epoch, or past our position, replaces the local state.
-        if snapshot.epoch != replica.epoch or snapshot.seq > replica.seq or snapshot.base_seq > replica.seq:
+        if snapshot.epoch != replica.log_epoch or snapshot.seq > replica.log_seq or snapshot.base_seq > replica.log_seq:
             replica.reset(snapshot)
         self.loaded.set()
 
@@ -88,18 +92,18 @@ class Follower:
         if self._reload:
             await self.load()
             return
-        entries = await self.log.read(self.replica.seq, block_ms=self.block_ms)
+        entries = await self.log.read(self.replica.log_seq, block_ms=self.block_ms)
         if entries:
             self.take(entries)
             return
-        head = await self.log.head()
-        if head.epoch != self.replica.epoch or head.seq < self.replica.seq or head.base_seq > self.replica.seq:
+        head, replica = await self.log.head(), self.replica
+        if head.epoch != replica.log_epoch or head.seq < replica.log_seq or head.base_seq > replica.log_seq:
             self._reload = True
 
     def take(self, entries: list[LogEntry]) -> None:
         """Apply entries in order; a gap (we are behind the base) or another epoch means a reload."""
         for entry in entries:
-            seq = self.replica.seq
+            seq = self.replica.log_seq
             if entry.seq <= seq:
                 continue  # applied already (this instance's own commit)
             if entry.seq != seq + 1 or not self.replica.apply(entry):
