@@ -116,6 +116,7 @@ class Ingest:
         # writing (app.ingest.leader): the fencing token while this instance leads, and what it publishes
         self.fence: int | None = None
         self.handover = handover  # STORE=redis: the working state a successor takes over
+        self._epoch_written: str | None = None  # the epoch this ingest last wrote to or adopted
         self.instance = ""
         self.stale = False  # serving a snapshot restored from disk, not yet refreshed
         self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x)
@@ -469,6 +470,11 @@ class Ingest:
     async def _commit(self, now: float) -> Version | None:
         """Commit what changed as one version (fenced: only the leader writes), then publish the cycle's
         summary for /health. A rejected commit leaves the records dirty for whoever writes next."""
+        if self.store.latest().epoch != self._epoch_written:
+            # Another history than the one this ingest last wrote to or adopted (a new one: Redis was
+            # flushed or replaced): its next version holds every record the ingest knows, not a cycle's.
+            self._epoch_written = self.store.latest().epoch
+            self._dirty.update(self.tokens)
         upserts, removals = self.merge_dirty(now)
         base = self.store.latest()
         changes = changeset(base, upserts, removals, committed_at=self._clock(), detector=self.alerts,
@@ -673,6 +679,7 @@ class Ingest:
         """Continue a history another writer made: track its tokens again, each keeping its record until
         refreshed (as after a restore), and its SOL/USD rate. No commit, no new epoch."""
         now = self._clock()
+        self._epoch_written = version.epoch
         for state in self._track(version.records, now):
             if not state.has_data():
                 self._restored[state.address] = now

@@ -55,6 +55,7 @@ class Follower:
         self._new_epoch = new_epoch
         self._reload = True
         self.loaded = anyio.Event()  # set once the replica holds the log's state
+        self._reloaded = anyio.Event()  # set (and replaced) after every load
 
     async def run(self) -> None:
         attempt = 0
@@ -80,12 +81,21 @@ class Follower:
             if snapshot is None:  # flushed again in between: try on the next step
                 return
         self._reload = False
+        self._reloaded.set()
+        self._reloaded = anyio.Event()
         replica = self.replica
         # A snapshot older than what this instance already applied (its own commit landed meanwhile) adds
         # nothing; one of another epoch, or past our position, replaces the local state.
         if snapshot.epoch != replica.log_epoch or snapshot.seq > replica.log_seq or snapshot.base_seq > replica.log_seq:
             replica.reset(snapshot)
         self.loaded.set()
+
+    async def reload(self, within: float) -> None:
+        """Have the running loop load the log again (the replica is behind or of another epoch than Redis:
+        a commit said so), and wait up to `within` seconds for it."""
+        self._reload = True
+        with anyio.move_on_after(within):
+            await self._reloaded.wait()
 
     async def step(self) -> None:
         """One round: a reload when due, else wait up to one block for entries and apply them."""

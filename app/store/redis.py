@@ -165,6 +165,9 @@ class RedisStore:
             if exc.reason == "fence":
                 self._writer = None
                 raise FencingError(f"fencing token {fence} is not the current leader's") from None
+            # Redis holds another epoch or a later seq than this replica: catch up before the writer
+            # tries again (it starts a new term, which reads the latest version afresh).
+            await self.follower.reload(within=self._block_ms / 1000 + 2.0)
             raise OutOfOrder(str(exc)) from None
         except REDIS_ERRORS as exc:
             self.health.failure(exc, "commit")
