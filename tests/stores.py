@@ -1,7 +1,7 @@
 """Stores for tests: each backend behind one helper, and the writer's side of a commit.
 
 `BACKENDS` names the backends the store contract suite (tests/test_store_contract.py) runs against;
-`open_backend(name, clock)` gives a fresh, empty store of that backend and a factory of leaderships
+`fresh_backend(name, clock)` gives a fresh, empty store of that backend and a factory of leaderships
 over it, as two instances of one deployment would have. A Redis backend joins by adding its name and
 a branch here.
 
@@ -49,7 +49,7 @@ class Backend:
 
 
 @contextlib.asynccontextmanager
-async def open_backend(name: str, clock: Clock) -> AsyncIterator[Backend]:
+async def fresh_backend(name: str, clock: Clock) -> AsyncIterator[Backend]:
     """A fresh, empty store of backend `name`, entered, and leaderships over it."""
     if name == "memory":
         store = MemoryStore(clock=clock)

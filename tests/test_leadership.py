@@ -8,21 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from app.alerts import AlertDetector
 from app.config import Settings, load_settings
 from app.ingest.leader import IngestRunner, changeset
 from app.ingest.merge import TokenState
 from app.ingest.scheduler import Ingest
 from app.leadership import LocalLeadership, LocalLease
 from app.model import TokenInfo
-from app.runtime import health_body
+from app.runtime import Options, health_body
 from app.snapshots import Snapshot
 from app.sources.values import iso
 from app.store.base import CycleSummary
 from app.store.factory import open_backend
 from app.store.memory import MemoryStore
-from tests.support import wait_for
+from tests.support import running_service, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +168,31 @@ def test_health_reads_the_leaders_summary_and_measures_age_now():
     assert health_body(latest, summary, 10.0, T0 + 31)["status"] == "degraded"  # over 3 refresh intervals
     tripped = CycleSummary(T0, "leader", {"dexscreener": {**source, "circuit": "open"}}, 150.0, False, T0)
     assert health_body(latest, tripped, 10.0, T0)["status"] == "degraded"
+
+
+async def test_alerts_and_health_are_answered_from_what_the_writer_put_in_the_store(tmp_path):
+    """Without an ingest of its own (as a follower), an instance answers /api/alerts and /health from the
+    store: the alerts travel in the versions, the health in the leader's summary."""
+    settings = load_settings({}, dotenv=None).with_(data_dir=str(tmp_path))
+    async with running_service(settings, Options(start_ingest=False)) as (base, app):
+        runtime = app.state.service
+        store = runtime.store
+        token = await LocalLeadership(store.lease, "leader").elected()
+        moving = record(A)
+        moving["stats"]["5m"]["price_change"] = 0.0
+        await store.commit(changeset(store.latest(), {A: moving}, committed_at=T0), token)
+        for n, change in enumerate((6.0, 1.0, -8.0)):
+            moved = record(A)
+            moved["stats"]["5m"]["price_change"] = change
+            await store.commit(changeset(store.latest(), {A: moved}, committed_at=T0 + n + 1,
+                                         detector=AlertDetector(5, 3)), token)
+        source = {"ok": True, "last_success": T0, "last_error": None, "requests_last_min": 4,
+                  "budget_per_min": 300, "circuit": "closed", "skipped_items": 0}
+        await store.publish_summary(CycleSummary(T0, "leader", {"dexscreener": source}, 151.0, False, T0), token)
+        async with httpx.AsyncClient(base_url=base) as client:
+            alerts = (await client.get("/api/alerts")).json()["data"]
+            assert [(a["value"], a["seq"]) for a in alerts] == [(-8.0, 4), (6.0, 2)]  # newest first
+            assert (await client.get("/api/alerts?limit=1")).json()["data"] == alerts[:1]
+            health = (await client.get("/health")).json()
+            assert health["sol_usd"] == 151.0 and health["seq"] == 4 and health["tokens"] == 1
+            assert health["sources"]["dexscreener"]["requests_last_min"] == 4

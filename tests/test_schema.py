@@ -8,10 +8,10 @@ import orjson
 
 from app import query
 from app.api.openapi import build_spec
-from app.history import open_state
 from app.ingest.merge import TokenState, merge
 from app.model import WSOL_MINT, PoolObservation, TokenInfo, WindowStats
 from app.schema import FIELDS, RECORD_FIELDS, RECORD_VERSION, SORT_COLUMNS, STAT_FIELDS, WINDOWS
+from app.snapshots import DiskSnapshots
 from app.store.base import Version
 
 T0 = 1_790_000_000.0
@@ -50,18 +50,20 @@ def test_every_sort_reads_a_record_figure():
 
 
 def test_a_snapshot_of_another_record_version_is_ignored_with_a_log_line(tmp_path, caplog):
+    from diskcache import Cache
+
     record = merge(_states()[0], 150.0, T0)
-    version = Version("e", 1, {MINT: record}, {MINT: orjson.dumps(record)}, T0)
-    history, snapshots = open_state(tmp_path / "data", "origin")
-    snapshots.save_now(version, {}, T0)
-    loaded = snapshots.load()
-    assert loaded is not None and set(loaded.records) == {MINT} and loaded.sol_usd is None
-    # The same blob as an older service would have written it: another RECORD_VERSION.
-    raw = orjson.loads(snapshots._cache.get(snapshots.KEY))
-    raw["record_version"] = RECORD_VERSION - 1
-    snapshots._cache.set(snapshots.KEY, orjson.dumps(raw))
-    with caplog.at_level(logging.WARNING, logger="app.history"):
-        assert snapshots.load() is None
+    version = Version("e", 1, {MINT: record}, {MINT: orjson.dumps(record)}, T0, sol_usd=150.0)
+    with Cache(str(tmp_path / "snapshot")) as cache:
+        snapshots = DiskSnapshots(cache)
+        snapshots.save_now(version, {}, T0)
+        loaded = snapshots.load()
+        assert loaded is not None and loaded.records == {MINT: record} and loaded.sol_usd == 150.0
+        # The same blob as a service whose records had another shape would have written it.
+        saved = orjson.loads(cache.get(DiskSnapshots.KEY))
+        assert saved["record_version"] == RECORD_VERSION
+        saved["record_version"] = RECORD_VERSION - 1
+        cache.set(DiskSnapshots.KEY, orjson.dumps(saved))
+        with caplog.at_level(logging.WARNING, logger="app.history"):
+            assert snapshots.load() is None
     assert [r for r in caplog.records if "record version" in r.getMessage()]
-    history.close()
-    snapshots.close()

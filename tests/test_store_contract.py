@@ -15,7 +15,7 @@ import pytest
 from app.alerts import AlertDetector
 from app.ingest.leader import changeset
 from app.store.base import ChangeSet, CycleSummary, FencingError, OutOfOrder, Store, Version
-from tests.stores import BACKENDS, Backend, Clock, open_backend
+from tests.stores import BACKENDS, Backend, Clock, fresh_backend
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ def record(address: str, price: float = 1.0, change_5m: float | None = 0.0) -> d
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request):
-    async with open_backend(request.param, Clock()) as opened:
+    async with fresh_backend(request.param, Clock()) as opened:
         yield opened
 
 
@@ -93,7 +93,7 @@ async def test_the_epoch_is_the_stores_and_a_new_history_gets_a_new_one(backend:
     for n in range(3):
         version = await write(store, token, clock, {A: record(A, price=n + 1.0)})
         assert version.epoch == epoch == store.epoch
-    async with open_backend(backend.name, Clock()) as other:
+    async with fresh_backend(backend.name, Clock()) as other:
         assert other.store.epoch != epoch  # an empty store of its own (memory: another process)
 
 

@@ -103,17 +103,18 @@ class IngestRunner:
             async with anyio.create_task_group() as term:
                 term.start_soon(self._end_when_lost, token, term.cancel_scope)
                 try:
-                    await self._take_over(token)
-                    task_status.started()
-                    task_status = anyio.TASK_STATUS_IGNORED
+                    try:
+                        await self._take_over(token)
+                    finally:  # start-up waits for the take-over, never for more (nor for a failed one)
+                        task_status.started()
+                        task_status = anyio.TASK_STATUS_IGNORED
                     await self._cycles()
                 except CommitRejected as exc:  # fenced off, or the store moved on without us
                     log.warning("ingest: leadership term %s ended: %s", token, exc)
-                finally:
-                    task_status.started()  # even a term that ended at once must not hold start-up
-                    task_status = anyio.TASK_STATUS_IGNORED
                 term.cancel_scope.cancel()
             self.ingest.fence = None
+            # A term that ended at once (say, an out-of-order commit) must not become a busy loop.
+            await anyio.sleep(min(1.0, self.ingest.settings.refresh_interval_s))
 
     async def _take_over(self, token: int) -> None:
         """Continue the store's latest version, else restore the saved snapshot (Ingest.lead)."""
