@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from app.redis.changelog import ChangeLog, CommitRejected
@@ -83,6 +84,32 @@ async def test_a_stalled_redis_cannot_be_renewed_and_the_leader_steps_down_by_it
         with pytest.raises(Exception):  # noqa: B017 - a timeout of the client library, whatever its class
             await lease.renew()
         await wait_for(lambda: not lease.held, timeout=2, interval=0.02, message="the lease deadline")
+    finally:
+        own_redis.resume()
+        await client.aclose()
+
+
+async def test_leadership_steps_down_by_its_deadline_when_redis_stalls_and_leads_again_after(own_redis):
+    from app.redis.connection import RedisHealth
+    from app.redis.leadership import RedisLeadership
+
+    client = connect(own_redis.url, timeout_s=0.3)
+    health = RedisHealth()
+    leadership = RedisLeadership(Lease(client, Keys("terms"), "a", 1.5), health, poll_s=0.2)
+    try:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(leadership.run)
+            token = await leadership.elected()
+            assert leadership.leader == "a" and leadership.token == token
+            own_redis.pause()
+            with anyio.fail_after(3):  # the lease's local deadline ends the term (TTL 1.5 s)
+                await leadership.lost(token)
+            assert leadership.token is None and health.ok is False
+            own_redis.resume()
+            with anyio.fail_after(5):
+                again = await leadership.elected()
+            assert again > token and health.ok
+            tasks.cancel_scope.cancel()
     finally:
         own_redis.resume()
         await client.aclose()

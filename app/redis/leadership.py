@@ -61,6 +61,12 @@ class RedisLeadership:
         """Renew or campaign once; how long to sleep before the next step."""
         lease = self._lease
         before = self.token
+        if lease.token is not None and not lease.held:
+            # Past the deadline the term is over, even if Redis would still renew it: a new term, if any,
+            # gets a new token once the old lease has lapsed.
+            log.warning("leadership: no renewal within the lease: stepping down")
+            lease.lose()
+            self._leader = None
         try:
             if lease.token is not None and not await lease.renew():
                 log.warning("leadership: lease lost to another instance")
