@@ -1,8 +1,9 @@
 """The ingest's working state in Redis, so that a new leader carries on instead of starting over.
 
 After each of its cycles the leader saves the state of the tokens its version changed (each token's pools
-and token-level figures by source) and, at most every FULL_EVERY_S, every tracked token and what the
-scheduler knows (when each token was last refreshed from each source, the last discovery). A leader
+and token-level figures by source), a rotating share of the others (so every tracked token is saved at
+least every FULL_EVERY_S without one long pause), and what the scheduler knows (when each token was last
+refreshed from each source, the last discovery). A leader
 taking over loads it before its first cycle: its records come from the store's latest version, and the
 state behind them from here, so nothing is re-discovered or held back waiting for every source again.
 Writes are fenced like commits: a stale leader cannot overwrite its successor's state.
@@ -11,14 +12,12 @@ Writes are fenced like commits: a stale leader cannot overwrite its successor's 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 
 from app.ingest.merge import TokenState
-from app.model import PoolObservation, TokenInfo, WindowStats
 from app.redis.changelog import CommitRejected
 from app.redis.connection import REDIS_ERRORS
 from app.redis.shared import SharedState
@@ -30,31 +29,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("app.redis")
 
-CODEC = StateCodec([TokenState, PoolObservation, TokenInfo, WindowStats])
+CODEC = StateCodec(TokenState)
 FULL_EVERY_S = 60.0
 
 
 class IngestStateShare:
-    def __init__(self, shared: SharedState, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, shared: SharedState, refresh_interval_s: float = 10.0):
         self.shared = shared
-        self._clock = clock
-        self._full_at: float | None = None
+        self._share = max(1.0, FULL_EVERY_S / refresh_interval_s)  # cycles per full rotation
+        self._rotation: list[str] = []  # tokens still to save in this rotation
         self._saved: set[str] = set()  # the tokens Redis holds a state for, as far as we know
 
     async def save(self, ingest: Ingest, version: Version | None, fence: int) -> None:
-        """After a cycle: the tokens `version` changed, or everything when a full save is due."""
-        now = self._clock()
-        full = self._full_at is None or now - self._full_at >= FULL_EVERY_S
+        """After a cycle: the tokens `version` changed and the rotation's next share, and the scheduler."""
         tokens = ingest.tokens
-        if full:
-            touched = set(tokens) | self._saved
-        else:
-            touched = set(version.changed | version.removed) if version is not None else set()
+        touched = set(version.changed | version.removed) if version is not None else set()
+        if not self._rotation:
+            self._rotation = sorted(set(tokens) | self._saved)
+        share = int(len(self._rotation) / self._share) + 1
+        touched.update(self._rotation[-share:])
+        del self._rotation[-share:]
         states = {address: CODEC.dumps(tokens[address]) for address in touched if address in tokens}
-        removed = [address for address in touched if address not in tokens]
-        scheduler = orjson.dumps(scheduler_state(ingest)) if full else None
+        removed = [address for address in touched if address not in tokens and address in self._saved]
         try:
-            await self.shared.save_ingest(fence, states, removed, scheduler)
+            await self.shared.save_ingest(fence, states, removed, orjson.dumps(scheduler_state(ingest)))
         except CommitRejected:
             return  # no longer the leader: the successor's state stays
         except REDIS_ERRORS as exc:
@@ -62,8 +60,6 @@ class IngestStateShare:
             return
         self._saved.update(states)
         self._saved.difference_update(removed)
-        if full:
-            self._full_at = now
 
     async def load(self, ingest: Ingest) -> int:
         """Before leading: take the last leader's state over (a failure leaves the ingest as it is)."""
@@ -73,7 +69,9 @@ class IngestStateShare:
             log.warning("redis: loading the ingest state failed: %s", exc)
             return 0
         loaded = 0
-        for address, raw in tokens.items():
+        for n, (address, raw) in enumerate(tokens.items()):
+            if n % 250 == 249:
+                await anyio.sleep(0)  # thousands of tokens: let the streams run in between
             try:
                 state = CODEC.loads(raw)
             except (ValueError, TypeError) as exc:
@@ -88,7 +86,7 @@ class IngestStateShare:
             except (ValueError, TypeError, AttributeError) as exc:
                 log.warning("redis: the scheduler state is unreadable: %s", exc)
         self._saved = set(tokens)
-        self._full_at = None  # our first save after taking over is a full one
+        self._rotation = []
         log.info("ingest: took over the state of %d tokens", loaded)
         return loaded
 

@@ -1,55 +1,75 @@
-"""Dataclasses to JSON and back, for the ingest state a new leader adopts (no pickle: Redis content is
-never executed). Only the classes listed may be rebuilt; a field a newer version added is ignored and a
-field it dropped takes its default, so leaders of two versions can hand over during a rolling deploy."""
+"""Dataclasses to JSON and back, for the ingest state a new leader adopts.
+
+Written with orjson's own dataclass support (fast: the leader saves hundreds of token states a cycle) and
+rebuilt from the root class's type hints, never from names in the data (no pickle: nothing read from
+Redis is executed or picks a class). A field a newer version added is ignored and a field it dropped
+takes its default, so leaders of two versions can hand over during a rolling deploy.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-CLASS_FIELD = "~"
+Builder = Callable[[Any], Any]
 
 
 class StateCodec:
-    def __init__(self, classes: Iterable[type]):
-        self._classes = {cls.__name__: cls for cls in classes}
-        self._fields = {name: tuple(f.name for f in dataclasses.fields(cls) if f.init)
-                        for name, cls in self._classes.items()}
+    def __init__(self, root: type):
+        self.root = root
+        self._builders: dict[Any, Builder] = {}
 
     def dumps(self, value: Any) -> bytes:
-        return orjson.dumps(self._plain(value))
+        return orjson.dumps(value)
 
     def loads(self, raw: bytes) -> Any:
-        return self._rebuild(orjson.loads(raw))
+        """The root class rebuilt from `raw`; ValueError or TypeError when it is not of that shape."""
+        return self._builder(self.root)(orjson.loads(raw))
 
-    def _plain(self, value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            name = type(value).__name__
-            if name not in self._classes:
-                raise TypeError(f"{name} is not a shareable state class")
-            plain = {CLASS_FIELD: name}
-            for field_name in self._fields[name]:
-                plain[field_name] = self._plain(getattr(value, field_name))
-            return plain
-        if isinstance(value, dict):
-            return {str(k): self._plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            return [self._plain(v) for v in value]
-        return value
+    def _builder(self, kind: Any) -> Builder:
+        """A function rebuilding `kind` from decoded JSON, made once per type (the hints are read once)."""
+        builder = self._builders.get(kind)
+        if builder is None:
+            builder = self._builders[kind] = self._make(kind)
+        return builder
 
-    def _rebuild(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            name = value.get(CLASS_FIELD)
-            if isinstance(name, str):
-                cls = self._classes.get(name)
-                if cls is None:
-                    raise ValueError(f"unknown state class {name!r}")
-                known = set(self._fields[name])
-                return cls(**{k: self._rebuild(v) for k, v in value.items() if k in known})
-            return {k: self._rebuild(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._rebuild(v) for v in value]
-        return value
+    def _make(self, kind: Any) -> Builder:
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            hints = typing.get_type_hints(kind)
+            fields = {f.name: self._builder(hints[f.name]) for f in dataclasses.fields(kind) if f.init}
+
+            def build_dataclass(data: Any) -> Any:
+                if data is None:
+                    return None
+                if not isinstance(data, dict):
+                    raise TypeError(f"{kind.__name__} expects an object, not {type(data).__name__}")
+                return kind(**{name: fields[name](value) for name, value in data.items() if name in fields})
+            return build_dataclass
+        origin = typing.get_origin(kind)
+        if origin is dict:
+            value = self._builder(typing.get_args(kind)[1])
+
+            def build_dict(data: Any) -> Any:
+                if data is None:
+                    return None
+                if not isinstance(data, dict):
+                    raise TypeError(f"expected an object, not {type(data).__name__}")
+                return {key: value(item) for key, item in data.items()}
+            return build_dict
+        if origin in (list, tuple):
+            item = self._builder(typing.get_args(kind)[0])
+            return lambda data: data if not isinstance(data, list) else origin(item(x) for x in data)
+        if origin in (typing.Union, types.UnionType):
+            for option in typing.get_args(kind):
+                if option is not type(None) and (dataclasses.is_dataclass(option) or typing.get_origin(option)):
+                    return self._builder(option)
+        return _same
+
+
+def _same(data: Any) -> Any:
+    return data

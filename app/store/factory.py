@@ -44,5 +44,6 @@ def open_backend(settings: Settings, *, instance: str | None = None,
         from app.redis.ingest_state import IngestStateShare
 
         store, leadership, budgets = redis_parts(settings, instance or instance_id(), clock)
-        return Backend(store, leadership, budgets, store.health, IngestStateShare(store.shared))
+        return Backend(store, leadership, budgets, store.health,
+                       IngestStateShare(store.shared, settings.refresh_interval_s))
     raise ConfigError(f"STORE={settings.store!r} is invalid: expected memory or redis")
