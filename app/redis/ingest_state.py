@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 
 from app.ingest.merge import TokenState
@@ -71,7 +72,7 @@ class IngestStateShare:
         loaded = 0
         for n, (address, raw) in enumerate(tokens.items()):
             if n % 250 == 249:
-                await anyio.sleep(0)  # thousands of tokens: let the streams run in between
+                await anyio.lowlevel.checkpoint()  # thousands of tokens: let the streams run in between
             try:
                 state = CODEC.loads(raw)
             except (ValueError, TypeError) as exc:
