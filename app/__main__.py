@@ -9,12 +9,15 @@ import uvicorn
 from app import cli, logs
 from app.main import create_app
 from app.serving import tune_gc
+from app.workers import serve_workers
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = cli.from_args(argv)  # a bad flag or setting ends here, in one line
     logs.configure(settings.log_level, settings.log_format, cli=True)
     cli.check_listen(settings.host, settings.port)  # a taken port too, before anything starts
+    if settings.web_concurrency > 1:
+        return serve_workers(settings)
     tune_gc()
     uvicorn.run(
         create_app(settings),

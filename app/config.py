@@ -43,6 +43,9 @@ class Settings:
     max_tokens: int = 2000
     store: str = "memory"
     redis_url: str | None = None
+    redis_prefix: str = "tokenstream"  # every Redis key starts with {prefix}: several deployments, one Redis
+    web_concurrency: int = 1  # worker processes of `python -m app` on the one port
+    leader_ttl_s: float = 10.0  # the ingest leader's lease without renewal (STORE=redis)
     data_dir: str = "./data"
     alert_price_pct: float = 5.0
     alert_volume_x: float = 3.0
@@ -116,6 +119,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         max_tokens=get("MAX_TOKENS", _int_range(1, 1_000_000), 2000, "an integer from 1 to 1000000"),
         store=get("STORE", _choice("memory", "redis"), "memory", "memory or redis"),
         redis_url=get("REDIS_URL", _redis_url, None, "a redis:// or rediss:// URL"),
+        redis_prefix=get("REDIS_PREFIX", _key_prefix, "tokenstream", "letters, digits, '_', '-', '.' or ':'"),
+        web_concurrency=get("WEB_CONCURRENCY", _int_range(1, 256), 1, "an integer from 1 to 256"),
+        leader_ttl_s=get("LEADER_TTL_S", _at_least(1.0), 10.0, "a number of seconds >= 1"),
         data_dir=get("DATA_DIR", _text, "./data", "a directory path"),
         alert_price_pct=get("ALERT_PRICE_PCT", _positive, 5.0, "a percentage > 0"),
         alert_volume_x=get("ALERT_VOLUME_X", _positive, 3.0, "a multiple > 0"),
@@ -131,10 +137,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     )
     if settings.store == "redis" and not settings.redis_url:
         raise ConfigError("STORE='redis' is invalid: expected REDIS_URL to be set as well")
-    if settings.store == "redis":
-        # Accepted by the contract, but the Redis backend is the next piece of work: refuse clearly
-        # rather than silently running on memory (docs/DECISIONS.md).
-        raise ConfigError("STORE='redis' is invalid: expected memory (the redis backend is not in this version yet)")
+    if settings.web_concurrency > 1 and settings.store == "memory":
+        # Each worker would mint its own history: clients would see several epochs on one port.
+        raise ConfigError(f"WEB_CONCURRENCY='{settings.web_concurrency}' is invalid: expected 1 with STORE=memory "
+                          "(several worker processes need STORE=redis)")
     if settings.jupiter_api_key and "jupiter" not in (env.get("RATE_LIMITS") or ""):
         # A key raises the budget to the plan's limit; Free is the smallest keyed plan (60/min).
         settings = settings.with_(rate_limits={**settings.rate_limits, "jupiter": max(60, settings.rate_limits["jupiter"])})
@@ -219,6 +225,21 @@ def _non_negative(raw: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ValueError
     return value
+
+
+def _at_least(low: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not value >= low or value == float("inf"):
+            raise ValueError
+        return value
+    return parse
+
+
+def _key_prefix(raw: str) -> str:
+    if not raw or any(not (c.isascii() and (c.isalnum() or c in "_-.:")) for c in raw):
+        raise ValueError
+    return raw
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:

@@ -26,7 +26,9 @@ from app.history import open_state, origin_of
 from app.ingest.leader import IngestRunner
 from app.ingest.scheduler import Ingest
 from app.leadership import Leadership
+from app.redis.connection import RedisHealth
 from app.sources import dexscreener, geckoterminal, jupiter
+from app.sources.client import MAIN as MAIN_GROUP
 from app.sources.client import UpstreamClient
 from app.sources.values import iso
 from app.store.base import CycleSummary, Store, Version
@@ -58,11 +60,21 @@ class Runtime:
     history_answers: HistoryAnswers  # encoded answers of GET /api/tokens/{address}/history, per version
     write_timeout_s: float  # a stream write slower than this closes the client
     started_at: float
+    redis: RedisHealth | None = None  # STORE=redis: whether this instance reaches Redis
 
     def health(self, now: float | None = None) -> dict[str, Any]:
-        """GET /health: the latest version here, and the leader's latest cycle summary."""
-        return health_body(self.store.latest(), self.store.summary(), self.settings.refresh_interval_s,
+        """GET /health: the latest version here, the leader's latest cycle summary, and who leads."""
+        body = health_body(self.store.latest(), self.store.summary(), self.settings.refresh_interval_s,
                            time.time() if now is None else now)
+        leadership = self.leadership
+        body["instance"] = leadership.instance
+        body["role"] = "leader" if leadership.token is not None else "follower"
+        body["leader"] = leadership.leader
+        if self.redis is not None:
+            body["redis"] = self.redis.as_json()
+            if not self.redis.ok:
+                body["status"] = "degraded"  # serving the latest version it has; it may fall behind
+        return body
 
 
 def health_body(latest: Version, summary: CycleSummary | None, refresh_interval_s: float,
@@ -148,14 +160,20 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
         if snapshots is not None:
             stack.callback(snapshots.close)
         clients = build_clients(settings, http, metrics)
+        if backend.budgets is not None:  # STORE=redis: each upstream's windows are the whole deployment's
+            for client in clients.values():
+                for group, local in list(client.budgets.items()):  # DexScreener's 60/min feed group too
+                    name = client.source if group == MAIN_GROUP else f"{client.source}:{group}"
+                    client.budgets[group] = backend.budgets(name, local.per_minute)
         hub = Hub(store, metrics, settings.max_connections, settings.heartbeat_s,
                   direct_writes=options.direct_writes)
         ingest = Ingest(settings, store, clients, history=history, snapshots=snapshots, watched=hub.watched,
+                        handover=backend.handover,
                         on_cycle=lambda report: metrics.cycle.observe(report.duration_s))
         stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
         runtime = Runtime(settings, store, leadership, metrics, http, clients, ingest, IngestRunner(ingest, leadership),
                           hub, HotPages(), HistoryAnswers(), min(30.0, max(2.0, 2 * settings.heartbeat_s)),
-                          time.time())
+                          time.time(), backend.health)
         # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
         stack.callback(hub.install_signal_hook())
         async with anyio.create_task_group() as tasks:

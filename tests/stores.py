@@ -26,7 +26,7 @@ from app.store.memory import MemoryStore
 
 T = TypeVar("T")
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "redis"]
 
 
 class Clock:
@@ -55,6 +55,22 @@ async def fresh_backend(name: str, clock: Clock) -> AsyncIterator[Backend]:
         store = MemoryStore(clock=clock)
         async with store:
             yield Backend(name, store, lambda instance: LocalLeadership(store.lease, instance), clock, HOLD_S)
+        return
+    if name == "redis":
+        from app.redis.connection import RedisHealth
+        from app.redis.keys import Keys
+        from app.redis.leadership import RedisLeadership
+        from app.redis.lease import Lease
+        from app.store.redis import RedisStore
+        from tests.redis_support import delete_prefix, shared_redis_url, unique_prefix
+
+        url, keys = shared_redis_url(), Keys(unique_prefix("store"))
+        try:
+            async with RedisStore(url, keys, clock=clock) as store:
+                yield Backend(name, store, lambda instance: RedisLeadership(
+                    Lease(store.redis, keys, instance, 10.0), RedisHealth()), clock, HOLD_S)
+        finally:
+            delete_prefix(url, keys.prefix)
         return
     raise ValueError(f"unknown backend {name!r}")
 

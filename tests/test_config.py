@@ -21,6 +21,7 @@ def test_defaults_match_the_contract():
     assert (s.max_tokens, s.store, s.data_dir) == (2000, "memory", "./data")
     assert (s.alert_price_pct, s.alert_volume_x, s.heartbeat_s, s.max_connections) == (5, 3, 15, 10000)
     assert (s.demo, s.cors_origins, s.log_format, s.log_level) == (False, ("*",), "text", "info")
+    assert (s.web_concurrency, s.leader_ttl_s, s.redis_url) == (1, 10, None)
 
 
 def test_values_are_parsed():
@@ -39,6 +40,8 @@ def test_values_are_parsed():
     ("MAX_TOKENS", "0"), ("REDIS_URL", "http://x"), ("HOST", "http://0.0.0.0"), ("HOST", "0.0.0.0:8000"),
     ("HOST", "my host"), ("HOST", "-bad-.example"), ("DEMO", "sure"), ("LOG_FORMAT", "xml"),
     ("CORS_ORIGINS", "example.com"),
+    ("WEB_CONCURRENCY", "0"), ("WEB_CONCURRENCY", "two"),
+    ("LEADER_TTL_S", "0.5"), ("REDIS_PREFIX", "a b"),
 ])
 def test_bad_value_is_one_line_naming_variable_and_value(name, value):
     env = {name: value}
@@ -74,9 +77,17 @@ def test_cli_stops_with_one_line_for_a_bad_value(tmp_path):
     assert len(lines) == 1 and "PORT='nope'" in lines[0]
 
 
-def test_store_redis_is_refused_clearly_until_the_backend_exists():
-    with pytest.raises(ConfigError, match="STORE='redis'.*not in this version"):
-        load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"}, dotenv=None)
+def test_store_redis_with_its_url_is_accepted_with_several_workers():
+    s = load_settings({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0", "WEB_CONCURRENCY": "3",
+                       "LEADER_TTL_S": "4"}, dotenv=None)
+    assert (s.store, s.web_concurrency, s.leader_ttl_s) == ("redis", 3, 4)
+
+
+def test_several_workers_on_the_memory_store_are_refused_in_one_line():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"WEB_CONCURRENCY": "2"}, dotenv=None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("WEB_CONCURRENCY='2'") and "STORE=redis" in message
 
 
 @pytest.mark.parametrize("value,expected", [

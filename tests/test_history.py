@@ -12,7 +12,6 @@ from app.demo.market import Market
 from app.demo.server import serve_market
 from app.history import DAY_S, KEEP_EVERY_S, STEP_S, THIN_AFTER_S, memory_history, open_state, origin_of
 from app.model import SOURCES
-from app.store.memory import MemoryStore
 from tests.stores import memory_store
 from tests.support import fast_settings, running_service, wait_for
 

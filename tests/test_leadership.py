@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.alerts import AlertDetector
-from app.config import ConfigError, Settings, load_settings
+from app.config import Settings, load_settings
 from app.ingest.leader import IngestRunner, changeset
 from app.ingest.merge import TokenState
 from app.ingest.scheduler import Ingest
@@ -145,8 +145,10 @@ def test_store_picks_the_backend_once():
     assert isinstance(backend.store, MemoryStore) and backend.leadership.instance == "me"
     assert backend.leadership.token is None and backend.store.lease.acquire("me") == 1
     assert backend.leadership.token == 1  # the store checks the tokens this leadership holds
-    with pytest.raises(ConfigError, match=r"^STORE='redis' is invalid: expected memory"):
-        open_backend(Settings(store="redis", redis_url="redis://127.0.0.1:6379/0"))
+    assert backend.budgets is None  # one process: each client keeps its own window
+    shared = open_backend(Settings(store="redis", redis_url="redis://127.0.0.1:6379/0"), instance="me")
+    assert type(shared.store).__name__ == "RedisStore" and shared.leadership.instance == "me"
+    assert shared.leadership.token is None and shared.budgets is not None and shared.handover is not None
 
 
 def test_health_reads_the_leaders_summary_and_measures_age_now():

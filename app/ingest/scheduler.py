@@ -25,6 +25,7 @@ from app.history import History, SnapshotStore
 from app.ingest import discovery
 from app.ingest.allowance import Budget, budget
 from app.ingest.candles import SevenDay
+from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
 from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
 from app.ingest.refresh_dexscreener import DexScreenerRefresh
@@ -64,6 +65,7 @@ class Ingest:
         history: History | None = None,
         snapshots: SnapshotStore | None = None,
         watched: Callable[[], Iterable[str]] | None = None,
+        handover: StateHandover | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -101,6 +103,8 @@ class Ingest:
         self._restored: dict[str, float] = {}  # address -> restored at, until refreshed
         # writing (app.ingest.leader): the fencing token while this instance leads, and what it publishes
         self.fence: int | None = None
+        self.handover = handover  # STORE=redis: the working state a successor takes over
+        self._epoch_written: str | None = None  # the epoch this ingest last wrote to or adopted
         self.instance = ""
         self.stale = False  # serving a snapshot restored from disk, not yet refreshed
         self.alerts = AlertDetector(settings.alert_price_pct, settings.alert_volume_x,
@@ -143,6 +147,8 @@ class Ingest:
         await self.seven_day.update(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
+        if self.handover is not None and self.fence is not None:
+            await self.handover.save(self, version, self.fence)
         await self._persist(now)
         report.duration_s = time.perf_counter() - perf
         report.calls = {source: client.sent - sent[source] for source, client in self.clients.items()}
@@ -337,6 +343,11 @@ class Ingest:
     async def _commit(self, now: float) -> Version | None:
         """Commit what changed as one version (fenced: only the leader writes), then publish the cycle's
         summary for /health. A rejected commit leaves the records dirty for whoever writes next."""
+        if self.store.latest().epoch != self._epoch_written:
+            # Another history than the one this ingest last wrote to or adopted (a new one: Redis was
+            # flushed or replaced): its next version holds every record the ingest knows, not a cycle's.
+            self._epoch_written = self.store.latest().epoch
+            self._dirty.update(self.tokens)
         upserts, removals = self.merge_dirty(now)
         base = self.store.latest()
         changes = changeset(base, upserts, removals, committed_at=self._clock(), detector=self.alerts,
@@ -422,6 +433,8 @@ class Ingest:
         self.fence, self.instance = fence, instance
         latest = self.store.latest()
         if latest.records:
+            if self.handover is not None:
+                await self.handover.load(self)  # the last leader's per-token state
             self.adopt(latest)
         else:
             await self.restore()
@@ -431,6 +444,7 @@ class Ingest:
         """Continue a history another writer made: track its tokens again, each keeping its record until
         refreshed (as after a restore), and its SOL/USD rate. No commit, no new epoch."""
         now = self._clock()
+        self._epoch_written = version.epoch
         for state in self.track(version.records):
             if not state.has_data():
                 self._restored[state.address] = now

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.config import ConfigError, Settings
-from app.leadership import Leadership, LocalLeadership
+from app.ingest.handover import StateHandover
+from app.leadership import Leadership, LocalLeadership, instance_id
+from app.redis.budget import RequestBudget
+from app.redis.connection import RedisHealth
 from app.store.base import Store
 from app.store.memory import MemoryStore
 
@@ -21,6 +24,10 @@ from app.store.memory import MemoryStore
 class Backend:
     store: Store
     leadership: Leadership
+    # Each upstream group's request budget, where it must be shared by several instances (None: per process).
+    budgets: Callable[[str, int], RequestBudget] | None = None
+    health: RedisHealth | None = None  # the shared store's reachability, for /health
+    handover: StateHandover | None = None  # the ingest's working state, from one leader to the next
 
 
 BackendFactory = Callable[[Settings], Backend]
@@ -32,6 +39,11 @@ def open_backend(settings: Settings, *, instance: str | None = None,
     if settings.store == "memory":
         store = MemoryStore(clock=clock)
         return Backend(store, LocalLeadership(store.lease, instance))
-    # Until the Redis backend exists, the same one line app.config gives for STORE=redis.
-    raise ConfigError(f"STORE={settings.store!r} is invalid: expected memory (the redis backend is not in this "
-                      "version yet)")
+    if settings.store == "redis":
+        from app.redis.backend import redis_parts
+        from app.redis.ingest_state import IngestStateShare
+
+        store, leadership, budgets = redis_parts(settings, instance or instance_id(), clock)
+        return Backend(store, leadership, budgets, store.health,
+                       IngestStateShare(store.shared, settings.refresh_interval_s))
+    raise ConfigError(f"STORE={settings.store!r} is invalid: expected memory or redis")
