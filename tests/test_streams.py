@@ -120,8 +120,8 @@ class WSClient:
 
     def __init__(self, url: str, compression: str | None = "deflate"):
         self.url = url
-        # The `websockets` default asks for permessage-deflate, which rules out the direct path (its
-        # frames are compressed per connection): the tests of both write paths pass None.
+        # The `websockets` default asks for permessage-deflate (compressed frames, shared by every such
+        # client: tests/test_wire.py); the tests of both write paths pass None, for plain frames.
         self.compression = compression
         self.messages: list[dict[str, Any]] = []
         self.subs: dict[str, Tracker] = {}
@@ -342,10 +342,11 @@ async def test_ws_commands_errors_limits_and_oversize_frames(tmp_path):
                     return ws.of(kind)[-1]
 
                 assert await reply({"op": "ping"}, "pong") == {"type": "pong"}
-                # The client negotiated permessage-deflate: no direct writes for it, only the queue.
-                assert "permessage-deflate" in ws.ws.response.headers["sec-websocket-extensions"]
+                # The client negotiated permessage-deflate, without server context: it keeps the fast path,
+                # with frames compressed once for every such client (app.streams.deflate).
+                assert "server_no_context_takeover" in ws.ws.response.headers["sec-websocket-extensions"]
                 hub = app.state.service.hub
-                assert hub.direct_writes and [c.direct_writer for c in hub.connections] == [None]
+                assert hub.direct_writes and [c.direct_writer.bits for c in hub.connections] == [15]
                 bad = [("not json", "invalid_json"), ("[1]", "invalid_command"), ({"op": "dance"}, "unknown_op"),
                        ({"op": "subscribe", "id": 7}, "invalid_id"),
                        ({"op": "subscribe", "id": "x", "view": {"sort": "nope"}}, "invalid_param"),

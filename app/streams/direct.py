@@ -22,8 +22,8 @@ What it does, once per stream connection (`attach`, called by the SSE response a
 Each direct writer checks, before every write, the same protocol state uvicorn's own `send` would act on;
 when any attribute it relies on is missing (another server, another uvicorn protocol or version), `for_send`
 returns None and that connection simply uses the queue. Known cases that fall back: uvicorn's h11 HTTP
-protocol, its wsproto and legacy websockets protocols, and a WebSocket that negotiated permessage-deflate
-(which browsers and the `websockets` client ask for), since its frames are compressed per connection.
+protocol, its wsproto and legacy websockets protocols, and a WebSocket whose permessage-deflate keeps server
+context (app.streams.deflate negotiates it without, so that its frames can be compressed once for all).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from app.streams import deflate
+from app.streams.deflate import FrameCache
 
 if TYPE_CHECKING:
     from app.streams.connection import Connection
@@ -48,8 +51,10 @@ def attach(connection: Connection, send: Callable[..., Any]) -> Callable[..., An
         return send
     connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
     if connection.hub.direct_writes:
-        writer = DirectSSE if connection.kind == "sse" else DirectWS
-        connection.direct_writer = writer.for_send(server_send)
+        if connection.kind == "sse":
+            connection.direct_writer = DirectSSE.for_send(server_send)
+        else:
+            connection.direct_writer = DirectWS.for_send(server_send, connection.hub.deflated)
     return server_send
 
 
@@ -125,19 +130,23 @@ class DirectSSE:
 
 
 class DirectWS:
-    """The same for a WebSocket served by uvicorn's websockets-sansio protocol, when no extension (such as
-    permessage-deflate, which compresses per connection) was negotiated: the frame is the same bytes for
-    every subscriber (`ws_wire`), which is what `Protocol.send_text` would serialise."""
+    """The same for a WebSocket served by uvicorn's websockets-sansio protocol: the frame is the same bytes for
+    every subscriber, what `Protocol.send_text` would serialise (`ws_wire`). On a connection that negotiated
+    permessage-deflate without server context takeover (app.streams.deflate), the same holds for the
+    compressed frame of every subscriber with the same window (`bits`): compressed once, from `frames`.
+    Any other extension, or deflate with context takeover, leaves the connection to the queue and ASGI."""
 
-    __slots__ = ("proto", "conn", "transport", "open_state")
+    __slots__ = ("proto", "conn", "transport", "open_state", "bits", "frames")
 
-    def __init__(self, proto: Any):
+    def __init__(self, proto: Any, bits: int | None = None, frames: FrameCache | None = None):
         from websockets.protocol import State
 
         self.proto, self.conn, self.transport, self.open_state = proto, proto.conn, proto.transport, State.OPEN
+        self.bits = bits  # the server's deflate window; None: frames go uncompressed
+        self.frames = frames if frames is not None else FrameCache()
 
     @classmethod
-    def for_send(cls, server_send: Any) -> DirectWS | None:
+    def for_send(cls, server_send: Any, frames: FrameCache | None = None) -> DirectWS | None:
         """A writer for the WebSocket `server_send` belongs to (uvicorn's protocol object), or None."""
         proto = getattr(server_send, "__self__", None)
         conn = getattr(proto, "conn", None)
@@ -147,15 +156,38 @@ class DirectWS:
             from websockets.protocol import Protocol
         except ImportError:  # pragma: no cover
             return None
-        if not isinstance(conn, Protocol) or conn.extensions:
+        if not isinstance(conn, Protocol):
             return None
-        return cls(proto)
+        bits = None
+        if conn.extensions:
+            bits = deflate.window_bits(conn)
+            if bits is None:
+                return None
+        return cls(proto, bits, frames)
+
+    def wire(self, text: str) -> bytes:
+        """`text` as this connection's frame: `ws_wire`, or the shared compressed frame."""
+        return ws_wire(text) if self.bits is None else self.frames.wire(text, self.bits)
 
     def write(self, frame: bytes) -> bool:
-        """Write `frame` (a `ws_wire`) now if uvicorn would; False if it must go through the queue."""
+        """Write `frame` (a `wire`) now if uvicorn would; False if it must go through the queue."""
         proto, conn = self.proto, self.conn
         if proto.close_sent or not proto.writable.is_set() or conn.state is not self.open_state \
                 or conn.expect_continuation_frame or self.transport.is_closing():
             return False
         self.transport.write(frame)
         return True
+
+    async def send(self, text: str, server_send: Callable[..., Any]) -> None:
+        """The writer's send of a queued frame on a compressed connection: its shared compressed bytes, once
+        uvicorn would write (it waits for the same flow control); when it would not, uvicorn's own send,
+        which then fails as it should."""
+        proto = self.proto
+        while True:
+            if proto.close_sent or self.conn.state is not self.open_state or self.transport.is_closing():
+                await server_send({"type": "websocket.send", "text": text})
+                return
+            if proto.writable.is_set():
+                self.transport.write(self.wire(text))
+                return
+            await proto.writable.wait()

@@ -39,7 +39,8 @@ from app.streams.connection import (
     MAX_QUEUE_BYTES,
     Connection,
 )
-from app.streams.direct import sse_chunk, ws_wire
+from app.streams.deflate import FrameCache
+from app.streams.direct import sse_chunk
 from app.streams.frames import sse_frame, ws_alert_payload, ws_frame
 from app.streams.histogram import FastHistogram
 
@@ -64,6 +65,7 @@ class Hub:
         self.closing = False
         self.published = 0  # versions fanned out
         self.written_directly = {"sse": 0, "ws": 0}  # live deltas the fast path wrote, by connection kind
+        self.deflated = FrameCache()  # compressed WebSocket frames, once for every subscriber (app.streams.deflate)
         self._published_at: dict[int, float] = {}  # seq -> perf_counter() when its fan-out began
         self._last_version = store.latest()
         self._stop_listening = store.listen(self.publish)
@@ -266,7 +268,7 @@ class Hub:
         sse: bytes | None = None
         sse_wire: bytes | None = None
         ws: dict[str | None, str] = {}
-        ws_wires: dict[str | None, bytes] = {}
+        ws_wires: dict[tuple[str | None, int | None], bytes] = {}
         direct_sse = direct_ws = 0
         for sub in list(channel.subs):
             state = sub.state
@@ -296,9 +298,10 @@ class Hub:
                 if frame is None:
                     frame = ws[sub.id] = ws_frame("delta", sub.id, payload)
                 if writer is not None and connection.parked():
-                    wire = ws_wires.get(sub.id)
+                    key = (sub.id, writer.bits)  # compressed or not, once per id and window
+                    wire = ws_wires.get(key)
                     if wire is None:
-                        wire = ws_wires[sub.id] = ws_wire(frame)
+                        wire = ws_wires[key] = writer.wire(frame)
                     if writer.write(wire):
                         sub.delivered = seq
                         direct_ws += 1

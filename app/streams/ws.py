@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import query
 from app.sources.values import is_mint
-from app.streams import direct
+from app.streams import deflate, direct
 from app.streams.connection import Connection
 from app.streams.hub import Hub
 
@@ -47,6 +47,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     svc = websocket.app.state.service
     hub: Hub = svc.hub
     connection = hub.connect("ws")
+    deflate.negotiate(direct.find_server_send(websocket._send))  # compressed frames shared by all subscribers
     await websocket.accept()
     if connection is None:
         await _close(websocket, CLOSE_OVER_LIMIT, "too many connections")
@@ -144,6 +145,8 @@ def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
 async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float,
                   scope: anyio.CancelScope) -> None:
     send = direct.attach(connection, websocket._send)  # frames skip the middleware (app.streams.direct)
+    writer = connection.direct_writer
+    shared = writer.send if writer is not None and writer.bits is not None else None  # compressed once for all
     connection.task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     try:
@@ -153,7 +156,10 @@ async def _writer(websocket: WebSocket, connection: Connection, write_timeout: f
                 break
             for frame in frames:
                 connection.deadline = loop.time() + write_timeout  # the hub's sweeper enforces it
-                await send({"type": "websocket.send", "text": frame})
+                if shared is not None:
+                    await shared(frame, send)
+                else:
+                    await send({"type": "websocket.send", "text": frame})
                 connection.deadline = 0.0
     except Exception:  # noqa: BLE001 - the peer went away (or was dropped as slow); the reader sees it too
         connection.close("client")
