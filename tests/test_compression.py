@@ -103,7 +103,7 @@ def test_frames_mixed_with_the_servers_own_compressed_frames_decode_in_order():
 
 def test_the_frame_cache_compresses_a_message_once_and_stays_bounded():
     cache = FrameCache(max_bytes=200_000)
-    text = '{"type":"snapshot","rows":[' + ",".join(['{"a":%d}' % i for i in range(3000)]) + "]}"
+    text = '{"type":"snapshot","rows":[' + ",".join([f'{{"a":{i}}}' for i in range(3000)]) + "]}"
     first = cache.wire(text, 15)
     assert cache.wire(text, 15) is first and cache.compressed == 1
     assert cache.wire(text, 12) is not first and cache.compressed == 2  # another window, another frame
