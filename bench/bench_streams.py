@@ -1,8 +1,9 @@
-"""Stream fan-out under load: `python bench/bench_streams.py [N] [--seconds S] [--views V]`.
+"""Stream fan-out under load: `python bench/bench_streams.py [N] [--seconds S] [--views V] [--kind K] [--deflate]`.
 
 Starts `python -m app --demo` (REFRESH_INTERVAL_S=1: the simulated market ticks every second and the
 service commits about one version a second), opens N subscribers (half SSE, half WebSocket, spread over
-V views) with raw asyncio sockets (one process, uvloop when installed), and measures for S seconds:
+V views; `--kind ws` or `--kind sse`: all of one kind) with raw asyncio sockets (one process, uvloop when
+installed), and measures for S seconds:
 
 - commit -> delta arrival, end to end. A delta carries no commit time (and the contract shapes stay as
   they are), but an alert does: its `at` is the commit time of its version (ms) and its `seq` that
@@ -17,6 +18,10 @@ V views) with raw asyncio sockets (one process, uvloop when installed), and meas
 - server CPU per delivered message: (utime+stime) over the measured window / messages the clients got;
   "net" subtracts the server's CPU rate measured for 10 s before any subscriber connected (its ingest
   and the simulated market run in the same process).
+- bytes on the wire per client per minute (everything the clients read in the window, framing included).
+
+`--deflate`: the WebSocket clients offer permessage-deflate as browsers do (`client_max_window_bits`,
+nothing else) and inflate what they get; compare with the same run without it (docs/BENCHMARKS.md, "Wire").
 
 Prints a Markdown table row per run; docs/BENCHMARKS.md ("Streams") records results.
 """
@@ -37,10 +42,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zlib
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("SERVICE_ROOT", Path(__file__).resolve().parents[1]))  # measure another checkout
 VIEWS = [
     "sort=volume&limit=20",
     "sort=liquidity&limit=30",
@@ -56,6 +62,7 @@ WS_DELTA = re.compile(rb'\{"type":"delta","id":"s","epoch":"[0-9a-f]+","seq":(\d
 SSE_ALERT = re.compile(rb'event: alert\ndata: \{[^\n]*?"seq":(\d+),"at":"([^"]+)"')
 WS_ALERT = re.compile(rb'\{"type":"alert","id":"s"[^\n]*?"seq":(\d+),"at":"([^"]+)"')
 TAIL = 600  # bytes kept from the previous read so a match split across reads is still found
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"  # what Chromium offers
 
 
 def parse_at(text: str) -> float:
@@ -65,8 +72,9 @@ def parse_at(text: str) -> float:
 class Client(asyncio.Protocol):
     """A subscriber that records when each delta and alert arrives (raw bytes, no full parsing)."""
 
-    def __init__(self, kind: str, path: str, stats: Stats):
+    def __init__(self, kind: str, path: str, stats: Stats, deflate: bool = False):
         self.kind, self.path, self.stats = kind, path, stats
+        self.inflater = Inflater(stats) if deflate and kind == "ws" else None
         self.transport: asyncio.Transport | None = None
         self.tail = b""
         self.handshaken = asyncio.get_running_loop().create_future()
@@ -82,14 +90,22 @@ class Client(asyncio.Protocol):
             transport.write(f"GET /api/stream?{self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())  # type: ignore[attr-defined]
         else:
             key = base64.b64encode(os.urandom(16)).decode()
+            offer = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.inflater is not None else ""
             transport.write((f"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"  # type: ignore[attr-defined]
-                             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n").encode())
 
     def data_received(self, data: bytes) -> None:
         now = wall = time.time()
-        if not self.handshaken.done():
-            if b"\r\n\r\n" in self.tail + data:
+        if self.stats.measuring:
+            self.stats.bytes += len(data)
+        if self.inflater is not None:
+            data = self.inflater.feed(data)  # the messages' text, once the handshake is through
+            if self.inflater.handshaken and not self.handshaken.done():
                 self.handshaken.set_result(None)
+            if not data:
+                return
+        elif not self.handshaken.done() and b"\r\n\r\n" in self.tail + data:
+            self.handshaken.set_result(None)
         buffer = self.tail + data
         self.tail = buffer[-TAIL:]
         sse = self.kind == "sse"
@@ -130,8 +146,70 @@ class Client(asyncio.Protocol):
         self.transport.write(bytes([0x81, 0x80 | len(body)]) + mask + masked)  # type: ignore[union-attr]
 
 
+class Inflater:
+    """A WebSocket client's side of permessage-deflate: frames in, messages' text out.
+
+    When the server compresses each message on its own (`server_no_context_takeover`), a compressed
+    payload always inflates to the same text: inflated once per distinct payload for all the clients of
+    this process, which keeps the load generator's CPU for reading sockets, not for zlib. Otherwise (a
+    server that keeps its context, such as the service before it negotiated this) each client keeps its
+    own decompressor."""
+
+    memo: dict[bytes, bytes] = {}
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+        self.buffer = b""
+        self.handshaken = False
+        self.decoder: zlib._Decompress | None = None  # a server with context takeover: this client's own
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self.buffer + data
+        if not self.handshaken:
+            head, sep, buffer = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return b""
+            self.handshaken = True
+            agreed = head.lower()
+            self.stats.deflate_agreed += b"permessage-deflate" in agreed
+            if b"server_no_context_takeover" not in agreed:
+                self.decoder = zlib.decompressobj(-15)
+        out = []
+        while len(buffer) >= 2:
+            first, size, at = buffer[0], buffer[1] & 0x7F, 2
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                size, at = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                size, at = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < at + size:
+                break
+            payload, buffer = buffer[at:at + size], buffer[at + size:]
+            if first & 0x40 and self.decoder is not None:
+                payload = self.decoder.decompress(payload + b"\x00\x00\xff\xff")
+                self.stats.inflated += 1
+            elif first & 0x40:  # RSV1: compressed
+                text = self.memo.get(payload)
+                if text is None:
+                    if len(self.memo) > 4096:
+                        self.memo.clear()
+                    text = self.memo[payload] = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+                    self.stats.inflated += 1
+                payload = text
+            out.append(payload)
+        self.buffer = buffer
+        return b"\n".join(out)
+
+
 class Stats:
     def __init__(self) -> None:
+        self.bytes = 0  # read by all clients while measuring
+        self.deflate_agreed = 0  # WebSocket handshakes that agreed permessage-deflate
+        self.inflated = 0
         self.deltas = 0
         self.lost = 0
         self.measuring = False
@@ -171,9 +249,10 @@ def histogram_quantiles(before: dict[str, float], after: dict[str, float], name:
     buckets.sort()
     total = buckets[-1][1] if buckets else 0
     out = {"count": f"{total:.0f}"}
+    top = max((le for le, _ in buckets if le != float("inf")), default=float("nan"))
     for q in (0.5, 0.99):
         bound = next((le for le, count in buckets if total and count >= q * total), float("nan"))
-        out[f"p{int(q * 100)}"] = f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> 2.5 s"
+        out[f"p{int(q * 100)}"] = f"<= {bound * 1000:.0f} ms" if bound != float("inf") else f"> {top * 1000:.0f} ms"
     return out
 
 
@@ -184,16 +263,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def open_clients(n: int, port: int, stats: Stats, views: list[str]) -> list[Client]:
+async def open_clients(n: int, port: int, stats: Stats, views: list[str], kinds: str = "mixed",
+                       deflate: bool = False) -> list[Client]:
     loop = asyncio.get_running_loop()
     clients: list[Client] = []
     batch = 250
     for start in range(0, n, batch):
         group = []
         for i in range(start, min(n, start + batch)):
-            kind = "sse" if i % 2 == 0 else "ws"
+            kind = ("sse" if i % 2 == 0 else "ws") if kinds == "mixed" else kinds
             view = views[(i // 2) % len(views)]
-            group.append(Client(kind, view, stats))
+            group.append(Client(kind, view, stats, deflate))
 
         async def connect(client: Client) -> None:
             for attempt in range(5):
@@ -211,7 +291,8 @@ async def open_clients(n: int, port: int, stats: Stats, views: list[str]) -> lis
     return clients
 
 
-async def run(n: int, seconds: float, n_views: int, alert_pct: float = 1.0) -> dict[str, object]:
+async def run(n: int, seconds: float, n_views: int, alert_pct: float = 1.0, kinds: str = "mixed",
+              deflate: bool = False) -> dict[str, object]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if n + 200 > hard:
@@ -241,7 +322,7 @@ async def run(n: int, seconds: float, n_views: int, alert_pct: float = 1.0) -> d
         idle_rate = (proc_cpu_s(server.pid) - idle_cpu0) / (time.monotonic() - idle_t0)
         rss_before = proc_rss_kb(server.pid)
         t0 = time.monotonic()
-        clients = await open_clients(n, port, stats, VIEWS[:n_views])
+        clients = await open_clients(n, port, stats, VIEWS[:n_views], kinds, deflate)
         connect_s = time.monotonic() - t0
         await asyncio.sleep(5)  # a few versions: queues, buffers and channels in use
         rss_after = proc_rss_kb(server.pid)
@@ -273,7 +354,10 @@ async def run(n: int, seconds: float, n_views: int, alert_pct: float = 1.0) -> d
         alive = sum(1 for c in clients if not c.closed)
         result = {
             "subscribers": n,
+            "kinds": kinds + (" (deflate offered)" if deflate else ""),
+            "deflate_agreed": stats.deflate_agreed,
             "held": alive,
+            "bytes_per_client_per_min": round(stats.bytes / max(alive, 1) / seconds * 60),
             "connect_s": round(connect_s, 1),
             "versions": len(by_seq),
             "messages": messages,
@@ -316,8 +400,11 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--alert-pct", type=float, default=1.0,
                         help="ALERT_PRICE_PCT for the server: small enough that most versions raise alerts")
+    parser.add_argument("--kind", choices=("mixed", "ws", "sse"), default="mixed",
+                        help="mixed: half SSE, half WebSocket; ws or sse: all of that kind")
+    parser.add_argument("--deflate", action="store_true", help="WebSocket clients offer permessage-deflate")
     args = parser.parse_args()
-    coro = run(args.subscribers, args.seconds, args.views, args.alert_pct)
+    coro = run(args.subscribers, args.seconds, args.views, args.alert_pct, args.kind, args.deflate)
     try:
         import uvloop
 
