@@ -666,11 +666,15 @@ def rows_json(version: Version, addresses: Iterable[str]) -> bytes:
 
 
 def encode_page(page: Page, view: View) -> bytes:
-    """The §4 body `{"data", "next_cursor", "epoch", "seq", "total"}` from pre-encoded record bytes.
+    """The §4 body `{"data", "next_cursor", "epoch", "seq", "total"}` from pre-encoded record bytes."""
+    head, tail = page_parts(page, view)
+    return head + tail
 
-    The data part of a view's first page is cached per version (key ("body", view.key)); the cursor
-    part is new for every request (it carries the time it was issued).
-    """
+
+def page_parts(page: Page, view: View) -> tuple[bytes, bytes]:
+    """`encode_page`'s body in two parts: the data part, cached per version for a view's first page (key
+    ("body", view.key)), and the cursor part, new for every request (it carries the time it was issued).
+    The gzip body deflates the first once and joins the second (app.api.compression)."""
     version = page.version
     head = None
     key = ("body", view.key)
@@ -683,15 +687,9 @@ def encode_page(page: Page, view: View) -> bytes:
         head = b'{"data":[' + b",".join([encoded[a] for a in page.addresses]) + b'],"next_cursor":'
         if page.offset == 0 and (key in version.cache or len(version.cache) < _CACHE_LIMIT):
             version.cache[key] = (page.ref, head)
-    return b"".join(
-        (
-            head,
-            orjson.dumps(page.next_cursor),
-            b',"epoch":',
-            orjson.dumps(version.epoch),
-            b',"seq":%d,"total":%d}' % (version.seq, page.total),
-        )
-    )
+    tail = b"".join((orjson.dumps(page.next_cursor), b',"epoch":', orjson.dumps(version.epoch),
+                     b',"seq":%d,"total":%d}' % (version.seq, page.total)))
+    return head, tail
 
 
 __all__ = [
@@ -703,6 +701,7 @@ __all__ = [
     "VIEW_PARAMS",
     "View",
     "encode_page",
+    "page_parts",
     "filtered",
     "ordered",
     "page",

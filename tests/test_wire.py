@@ -8,8 +8,10 @@ decodes it), and raw requests where the test must see the bytes and headers them
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
+import time
 from typing import Any
 
 import anyio
@@ -20,8 +22,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory, PerMessageDeflate
 
+from app.api import compression
 from app.demo.market import Market
+from app.demo.model import SOURCES
 from app.demo.server import serve_market
+from app.history import open_state, origin_of
 from app.runtime import Options
 from tests.support import fast_settings, running_service, wait_for
 from tests.test_streams import Tracker, WSClient, agrees_with_rest, ready, ws_url
@@ -188,3 +193,155 @@ async def test_a_browser_reads_the_same_view_over_a_compressed_websocket(tmp_pat
                 assert hub.written_directly["ws"] > 0
             finally:
                 await browser.close()
+
+
+# ------------------------------------------------------------------------------------------ REST gzip
+
+GZIP = {"Accept-Encoding": "gzip"}
+PLAIN = {"Accept-Encoding": "identity"}
+
+
+async def raw_get(client: httpx.AsyncClient, url: str, method: str = "GET", **kw: Any) -> tuple[httpx.Response, bytes]:
+    """A response and its body as it came over the wire (httpx would decode gzip)."""
+    async with client.stream(method, url, **kw) as response:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    return response, body
+
+
+class Counted:
+    """Counts the calls of one of app.api.compression's encoders (the call sites look them up there)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str):
+        self.calls = 0
+        original = getattr(compression, name)
+
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return original(*args)
+
+        monkeypatch.setattr(compression, name, counted)
+
+
+async def settled(market: Market, svc: Any) -> int:
+    """The seq once the versions stop: every upstream answers 500 from now on, so refreshes change
+    nothing (the same seq over a few refresh intervals)."""
+    for source in SOURCES:
+        market.faults.set(source, "500")
+
+    async def same() -> int | None:
+        seq = svc.store.latest().seq
+        await anyio.sleep(0.6)  # a few refresh intervals (0.25 s): long enough for a new version to appear
+        return seq if svc.store.latest().seq == seq and seq > 0 else None
+
+    return await wait_for(same, timeout=20, interval=0, message="the versions to settle")
+
+
+async def seed_history(settings: Any, mints: list[str]) -> set[str]:
+    """Two hours of a sample a minute for `mints` in DATA_DIR, as a service that ran that long keeps them."""
+    history, snapshots = open_state(settings.data_dir, origin_of(settings))
+    try:
+        now = float(round(time.time()))  # whole seconds: the slots are a minute apart to the millisecond
+        for minute in range(120, 1, -1):
+            assert await history.record({mint: {"price_usd": 1 + minute / 1000, "stats": {
+                "5m": {"volume_usd": 5000.0}, "1h": {"volume_usd": 60000.0}, "24h": {"volume_usd": 1e6}}}
+                for mint in mints}, now - 60 * minute)
+    finally:
+        history.close()
+        if snapshots is not None:
+            snapshots.close()
+    return set(mints)
+
+
+async def check_both_encodings(client: httpx.AsyncClient, url: str, **kw: Any) -> tuple[bytes, bytes]:
+    """GET `url` plain and gzip'd: the same JSON, `Vary`, one ETag per encoding, each a 304 for its own
+    encoding only, HEAD as GET without the body. Returns (plain body, gzip body)."""
+    plain, plain_body = await raw_get(client, url, headers=PLAIN, **kw)
+    zipped, zipped_body = await raw_get(client, url, headers=GZIP, **kw)
+    assert plain.status_code == zipped.status_code == 200
+    assert len(plain_body) > compression.MIN_SIZE, "the test wants an answer over 1 KiB"
+    assert "content-encoding" not in plain.headers and zipped.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(zipped_body) == plain_body
+    assert len(zipped_body) < 0.75 * len(plain_body) and int(zipped.headers["content-length"]) == len(zipped_body)
+    assert plain.headers["vary"] == zipped.headers["vary"] == "Accept-Encoding"
+    assert plain.headers["content-type"] == zipped.headers["content-type"] == "application/json"
+    tag, gz_tag = plain.headers.get("etag"), zipped.headers.get("etag")
+    if tag is not None:
+        assert gz_tag == compression.gzip_etag(tag) != tag
+        for headers, etag, status in [({**GZIP, "If-None-Match": gz_tag}, gz_tag, 304),
+                                      ({**GZIP, "If-None-Match": f'"other", W/{gz_tag}'}, gz_tag, 304),
+                                      ({**PLAIN, "If-None-Match": tag}, tag, 304),
+                                      ({**PLAIN, "If-None-Match": gz_tag}, tag, 200)]:
+            response, body = await raw_get(client, url, headers=headers, **kw)
+            assert response.status_code == status and response.headers["etag"] == etag, (headers, response)
+            assert response.headers["vary"] == "Accept-Encoding"
+            assert (body == b"") is (status == 304)
+    head, head_body = await raw_get(client, url, "HEAD", headers=GZIP, **kw)
+    assert head.status_code == 200 and head_body == b""
+    assert head.headers["content-encoding"] == "gzip" and head.headers["content-length"] == str(len(zipped_body))
+    return plain_body, zipped_body
+
+
+async def test_answers_over_1_kib_go_out_gzipped_once_per_version_and_query(tmp_path, monkeypatch):
+    deflated_heads = Counted(monkeypatch, "deflate_head")
+    joined = Counted(monkeypatch, "gzip_join")  # a gzip page made by the handler (the hot path only sends)
+    whole_bodies = Counted(monkeypatch, "gzip_body")
+    market = Market(seed=7, n_tokens=120)
+    async with serve_market(market, tick_interval=None) as upstream:
+        settings = fast_settings(upstream, data_dir=str(tmp_path), alert_price_pct=0.01, alert_min_volume_usd=0.0,
+                                 alert_min_liquidity_usd=0.0)
+        seeded = await seed_history(settings, [t.mint for t in market.tokens])
+        async with running_service(settings) as (base, app), httpx.AsyncClient(base_url=base) as client:
+            svc = app.state.service
+            await wait_for(lambda: ready(client, base), timeout=20, message="ready")
+
+            async def some_alerts() -> bool:  # the market moves only when told: a few moves, some alerts
+                if len(svc.store.latest().recent_alerts) >= 10:
+                    return True
+                market.tick(3)
+                market.invalidate()
+                return False
+
+            await wait_for(some_alerts, timeout=20, interval=0.5, message="alerts")
+            seq = await settled(market, svc)
+            # The first page of a 100-row view: by the handler, then from the hot path's bytes.
+            plain, zipped = await check_both_encodings(client, "/api/tokens", params={"limit": "100"})
+            body = orjson.loads(plain)
+            assert body["seq"] == seq and len(body["data"]) == 100 and body["next_cursor"]
+            assert deflated_heads.calls == 1  # the rows of this view and version, deflated once
+            made = joined.calls
+            for _ in range(5):
+                response, again = await raw_get(client, "/api/tokens", params={"limit": "100"}, headers=GZIP)
+                assert response.headers["content-encoding"] == "gzip" and gzip.decompress(again) == plain
+            assert joined.calls == made  # all five from the hot path's bytes
+            # Another spelling of the same view misses the hot path; the handler has the deflated rows.
+            response, other = await raw_get(client, "/api/tokens", params={"limit": "100", "sort": "volume"},
+                                            headers=GZIP)
+            assert orjson.loads(gzip.decompress(other))["data"] == body["data"]
+            assert deflated_heads.calls == 1
+            # The next page, by its cursor.
+            await check_both_encodings(client, "/api/tokens", params={"limit": "100", "cursor": body["next_cursor"]})
+            assert deflated_heads.calls == 2
+            # One token, its history, the alerts, the API's description: each gzip'd once for this version.
+            address = next(a for a in (r["token_address"] for r in body["data"]) if a in seeded)
+            whole_bodies.calls = 0
+            for url, params in [(f"/api/tokens/{address}", {}),
+                                (f"/api/tokens/{address}/history", {"interval": "1m", "limit": "1000"}),
+                                ("/api/alerts", {"limit": "1000"})]:
+                await check_both_encodings(client, url, params=params)
+                await check_both_encodings(client, url, params=params)
+            assert svc.store.latest().seq == seq, "the versions moved: the counts below would not hold"
+            assert whole_bodies.calls == 3
+            await check_both_encodings(client, "/openapi.json")
+            assert whole_bodies.calls == 3  # made once, at start
+            # Small answers stay plain, whatever the client takes; Accept-Encoding's q-values are honoured.
+            response, small = await raw_get(client, "/api/alerts", params={"limit": "1"}, headers=GZIP)
+            assert "content-encoding" not in response.headers and len(orjson.loads(small)["data"]) == 1
+            assert response.headers["vary"] == "Accept-Encoding"
+            for accept, encoded in [("gzip;q=0", False), ("br;q=1, gzip;q=0.5", True), ("*", True),
+                                    ("*, gzip;q=0", False), ("deflate, br", False)]:
+                response, _ = await raw_get(client, "/api/tokens", params={"limit": "100"},
+                                            headers={"Accept-Encoding": accept})
+                assert (response.headers.get("content-encoding") == "gzip") is encoded, accept
+            health = await client.get("/health", headers=GZIP)
+            assert health.status_code == 200 and health.headers["vary"] == "Accept-Encoding"
+            assert ("content-encoding" in health.headers) is (len(health.content) > compression.MIN_SIZE)

@@ -17,7 +17,14 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.errors import etag_matches
+from app.api.responses import JSONBytes
 
 MIN_SIZE = 1024  # bytes: a JSON answer over this goes out gzip'd to a client that takes gzip
 LEVEL = 6  # paid once per answer, so zlib's default: a 100-row page 109 KB -> 22 KB in ~2 ms
@@ -98,3 +105,45 @@ def gzip_join(head: Deflated, tail: bytes) -> bytes:
     stored += b"\x01" + struct.pack("<HH", len(rest), len(rest) ^ 0xFFFF) + rest
     trailer = struct.pack("<II", zlib.crc32(tail, head.crc), (head.size + len(tail)) & 0xFFFFFFFF)
     return b"".join((_HEADER, head.data, stored, trailer))
+
+
+# ---- answers -----------------------------------------------------------------------------------------
+
+
+def wants_gzip(request: Request) -> bool:
+    return accepts_gzip(request.headers.get("accept-encoding"))
+
+
+def not_modified(etag: str) -> Response:
+    """304 with the tag the client holds, and `Vary` as the 200 would have had (RFC 9110 §15.4.5)."""
+    return Response(status_code=304, headers={"ETag": etag, "Vary": VARY})
+
+
+def matched(request: Request, etag: str) -> str | None:
+    """The tag of `etag`'s representations that `If-None-Match` names (the gzip one only for a client that
+    takes gzip), or None: a 304 can be answered before the body is made."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return None
+    if wants_gzip(request) and etag_matches(header, gzip_etag(etag)):
+        return gzip_etag(etag)
+    return etag if etag_matches(header, etag) else None
+
+
+def answer(request: Request, body: bytes, etag: str | None = None,
+           gzipped: bytes | Callable[[], bytes] | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON answer as the client takes it: `body`, or (over MIN_SIZE, to a client that takes gzip) its
+    gzip bytes, given (`gzipped`, made once by the caller's cache) or made here. Each encoding has its
+    own ETag, and a 304 for a tag the client already holds."""
+    out = {**(headers or {}), "Vary": VARY}
+    compressed = len(body) > MIN_SIZE and wants_gzip(request)
+    if etag is not None:
+        tag = out["ETag"] = gzip_etag(etag) if compressed else etag
+        if etag_matches(request.headers.get("if-none-match"), tag):
+            return not_modified(tag)
+    if not compressed:
+        return JSONBytes(body, headers=out)
+    out["Content-Encoding"] = "gzip"
+    if gzipped is None:
+        return JSONBytes(gzip_body(body), headers=out)
+    return JSONBytes(gzipped() if callable(gzipped) else gzipped, headers=out)

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.errors import etag_matches
-from app.api.responses import JSONBytes, error
+from app.api import compression
+from app.api.responses import error
 from app.history_series import INTERVALS, VOLUME_WINDOW, points
 from app.sources.values import is_mint
 
@@ -36,15 +36,25 @@ class HistoryAnswers:
 
     state: tuple[str, int, int] = ("", -1, -1)
     answers: dict[tuple[str, str, int], tuple[bytes, str]] = field(default_factory=dict)
+    gzipped: dict[tuple[str, str, int], bytes] = field(default_factory=dict)  # made when first asked for
 
     def get(self, state: tuple[str, int, int], key: tuple[str, str, int]) -> tuple[bytes, str] | None:
         return self.answers.get(key) if state == self.state else None
 
     def put(self, state: tuple[str, int, int], key: tuple[str, str, int], body: bytes, etag: str) -> None:
         if state != self.state:
-            self.state, self.answers = state, {}
+            self.state, self.answers, self.gzipped = state, {}, {}
         if len(self.answers) < MAX_CACHED:
             self.answers[key] = (body, etag)
+
+    def gzip(self, state: tuple[str, int, int], key: tuple[str, str, int], body: bytes) -> bytes:
+        """The answer's gzip bytes, made once per state and query."""
+        hit = self.gzipped.get(key) if state == self.state else None
+        if hit is None:
+            hit = compression.gzip_body(body)
+            if state == self.state and key in self.answers:
+                self.gzipped[key] = hit
+        return hit
 
 
 def _params(request: Request) -> tuple[str, int] | Response:
@@ -94,9 +104,8 @@ async def token_history(request: Request) -> Response:
         hit = (body, f'"{version.epoch}:{version.seq}:h{state[2]}:{digest}"')
         answers.put(state, key, *hit)
     body, etag = hit
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return JSONBytes(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return compression.answer(request, body, etag, lambda: answers.gzip(state, key, body),
+                              headers={"Cache-Control": "no-cache"})
 
 
 def openapi_path() -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Dashboards and bots poll the same few views. Once the handler has built a first page for the current
 version, the same raw query string is answered here with those bytes (or a 304) without parsing,
 routing or encoding anything. An entry lives for one version and at most `MAX_AGE_S`, so the
-`next_cursor` it carries is always far from its expiry.
+`next_cursor` it carries is always far from its expiry. It holds the gzip bytes beside the plain ones
+once a client that takes gzip has asked (app.api.compression): until then such a client goes to the
+handler, which makes them once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api import compression
 from app.api.errors import etag_matches
 
 MAX_AGE_S = 30.0
@@ -25,21 +28,24 @@ class HotPages:
 
     seq: int = -1
     epoch: str = ""
-    pages: dict[bytes, tuple[float, bytes, bytes]] = field(default_factory=dict)  # query -> (made, body, etag)
+    # query -> (made, body, etag, gzip body or None, its etag)
+    pages: dict[bytes, tuple[float, bytes, bytes, bytes | None, bytes]] = field(default_factory=dict)
 
-    def put(self, epoch: str, seq: int, query_string: bytes, body: bytes, etag: str) -> None:
+    def put(self, epoch: str, seq: int, query_string: bytes, body: bytes, etag: str,
+            gzipped: bytes | None = None) -> None:
         if seq != self.seq or epoch != self.epoch:
             self.seq, self.epoch, self.pages = seq, epoch, {}
-        if len(self.pages) < MAX_ENTRIES:
-            self.pages[query_string] = (time.monotonic(), body, etag.encode())
+        if len(self.pages) < MAX_ENTRIES or query_string in self.pages:
+            self.pages[query_string] = (time.monotonic(), body, etag.encode(), gzipped,
+                                        compression.gzip_etag(etag).encode())
 
-    def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[bytes, bytes] | None:
+    def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[float, bytes, bytes, bytes | None, bytes] | None:
         if seq != self.seq or epoch != self.epoch:
             return None
         hit = self.pages.get(query_string)
         if hit is None or time.monotonic() - hit[0] > MAX_AGE_S:
             return None
-        return hit[1], hit[2]
+        return hit
 
 
 class HotPathMiddleware:
@@ -47,22 +53,39 @@ class HotPathMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/api/tokens" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == "/api/tokens" and scope["method"] in ("GET", "HEAD"):
             service = getattr(scope["app"].state, "service", None)
             if service is not None:
                 latest = service.store.latest()
                 hit = service.hot.get(latest.epoch, latest.seq, scope["query_string"])
-                if hit is not None:
-                    body, etag = hit
-                    for name, value in scope["headers"]:
-                        if name == b"if-none-match" and etag_matches(value, etag):
-                            await send({"type": "http.response.start", "status": 304,
-                                        "headers": [(b"etag", etag)]})
-                            await send({"type": "http.response.body", "body": b""})
-                            return
-                    await send({"type": "http.response.start", "status": 200, "headers": [
-                        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
-                        (b"etag", etag), (b"cache-control", b"no-cache")]})
-                    await send({"type": "http.response.body", "body": body})
+                if hit is not None and await _answer(hit, scope["headers"], send):
                     return
         await self.app(scope, receive, send)
+
+
+async def _answer(hit: tuple[float, bytes, bytes, bytes | None, bytes], headers: list[tuple[bytes, bytes]],
+                  send: Send) -> bool:
+    """Send the cached page (or a 304) as the request's headers ask; False if the handler must make it
+    (a client that takes gzip, for a page whose gzip bytes are not made yet)."""
+    _, body, etag, gzipped, gzip_etag = hit
+    if_none_match = encoding = None
+    for name, value in headers:
+        if name == b"if-none-match":
+            if_none_match = value
+        elif name == b"accept-encoding":
+            encoding = value
+    out = [(b"content-type", b"application/json"), (b"vary", b"Accept-Encoding")]
+    if len(body) > compression.MIN_SIZE and compression.accepts_gzip(encoding):
+        if gzipped is None:
+            return False
+        body, etag = gzipped, gzip_etag
+        out.append((b"content-encoding", b"gzip"))
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        await send({"type": "http.response.start", "status": 304,
+                    "headers": [(b"etag", etag), (b"vary", b"Accept-Encoding")]})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    out += [(b"content-length", b"%d" % len(body)), (b"etag", etag), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": out})
+    await send({"type": "http.response.body", "body": body})
+    return True

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from app import query
+from app.api.compression import gzip_body
 from app.api.history_routes import openapi_path as history_path
 from app.model import WINDOWS
 from app.schema import token_json_schema, window_stats_json_schema
@@ -190,6 +191,7 @@ def build_spec() -> dict[str, Any]:
 
 
 SPEC_BYTES = orjson.dumps(build_spec())
+SPEC_GZIP = gzip_body(SPEC_BYTES)  # made once, at start (app.api.compression)
 
 
 def postman_collection(spec: dict[str, Any]) -> dict[str, Any]:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
-from app.api import history_routes
-from app.api.errors import etag_matches, unknown_param
-from app.api.openapi import SPEC_BYTES
+from app.api import compression, history_routes
+from app.api.errors import unknown_param
+from app.api.openapi import SPEC_BYTES, SPEC_GZIP
 from app.api.responses import JSONBytes, error
 from app.runtime import Runtime
 from app.sources.values import is_mint
+from app.store.base import Version
+
+T = TypeVar("T")
 
 
 def service(request: Request) -> Runtime:
@@ -33,20 +39,27 @@ async def list_tokens(request: Request) -> Response:
     if cursor is None:
         # The ETag names the version and the query: a repeated poll of an unchanged view costs nothing.
         etag = f'"{latest.epoch}:{latest.seq}:{_digest(view.key)}"'
-        if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers={"ETag": etag})
+        if (held := compression.matched(request, etag)) is not None:
+            return compression.not_modified(held)
     try:
         page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret)
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
-    if cursor is not None and etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    body = query.encode_page(page, view)
+    if cursor is not None and (held := compression.matched(request, etag)) is not None:
+        return compression.not_modified(held)
+    head, tail = query.page_parts(page, view)
+    body = head + tail
+    gzipped = None
+    if len(body) > compression.MIN_SIZE and compression.wants_gzip(request):
+        # The rows deflated once per version, view and position; the cursor part joined per request.
+        deflated = _derived(version, ("body-gzip", view.key, page.ref, page.offset),
+                            lambda: compression.deflate_head(head))
+        gzipped = compression.gzip_join(deflated, tail)
     if cursor is None:
-        svc.hot.put(version.epoch, version.seq, request.scope["query_string"], body, etag)
-    return JSONBytes(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        svc.hot.put(version.epoch, version.seq, request.scope["query_string"], body, etag, gzipped)
+    return compression.answer(request, body, etag, gzipped, headers={"Cache-Control": "no-cache"})
 
 
 async def get_token(request: Request) -> Response:
@@ -61,9 +74,8 @@ async def get_token(request: Request) -> Response:
         return error(404, "not_found", f"token {address} is not tracked", "address")
     # The tag names the record's bytes, not the version: a token polled while others change stays a 304.
     etag = f'"{version.epoch}:{address[:8]}:{hashlib.blake2s(encoded, digest_size=8).hexdigest()}"'
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return JSONBytes(encoded, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    gzipped = lambda: _derived(version, ("record-gzip", address), lambda: compression.gzip_body(encoded))  # noqa: E731
+    return compression.answer(request, encoded, etag, gzipped, headers={"Cache-Control": "no-cache"})
 
 
 async def alerts(request: Request) -> Response:
@@ -72,14 +84,17 @@ async def alerts(request: Request) -> Response:
     raw = request.query_params.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
-    recent = service(request).store.latest().recent_alerts  # the same list on every instance
-    return JSONBytes({"data": recent[-int(raw):][::-1]})
+    version = service(request).store.latest()  # its alerts: the same list on every instance
+    limit = int(raw)
+    body = _derived(version, ("alerts", limit), lambda: orjson.dumps({"data": version.recent_alerts[-limit:][::-1]}))
+    return compression.answer(
+        request, body, None, lambda: _derived(version, ("alerts-gzip", limit), lambda: compression.gzip_body(body)))
 
 
 async def health(request: Request) -> Response:
     if (rejected := unknown_param(request)) is not None:
         return rejected
-    return JSONBytes(service(request).health())
+    return compression.answer(request, orjson.dumps(service(request).health()))  # measured now: made each time
 
 
 async def ready(request: Request) -> Response:
@@ -103,11 +118,22 @@ async def metrics(request: Request) -> Response:
 async def openapi(request: Request) -> Response:
     if (rejected := unknown_param(request)) is not None:
         return rejected
-    return JSONBytes(SPEC_BYTES)
+    return compression.answer(request, SPEC_BYTES, None, SPEC_GZIP)
 
 
 def _digest(text: str) -> str:
     return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
+
+
+def _derived(version: Version, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """Bytes derived from `version` (an answer, its gzip), made once: kept with the version's other
+    derived data (app.query)."""
+    hit = version.cache.get(key)
+    if hit is None:
+        hit = make()
+        if len(version.cache) < 4096:  # as app.query bounds the version's cache
+            version.cache[key] = hit
+    return hit
 
 
 routes = [
