@@ -29,7 +29,16 @@ from app.demo.server import serve_market
 from app.history import open_state, origin_of
 from app.runtime import Options
 from tests.support import fast_settings, running_service, wait_for
-from tests.test_streams import Tracker, WSClient, agrees_with_rest, ready, ws_url
+from tests.test_streams import (
+    Tracker,
+    WSClient,
+    agrees_with_rest,
+    ready,
+    stalled_socket,
+    ws_handshake,
+    ws_text_frame,
+    ws_url,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -105,6 +114,41 @@ async def test_compressed_and_plain_websockets_see_the_same_view_and_share_compr
                     assert 0 < hub.deflated.compressed <= 2 * large + 4, (hub.deflated.compressed, large)
                 else:
                     assert all(w is None for w in writers.values())
+                tasks.cancel_scope.cancel()
+
+
+async def test_a_compressed_client_that_stops_reading_is_dropped_and_the_others_keep_receiving(tmp_path):
+    market = Market(seed=7, n_tokens=150)
+    async with serve_market(market, tick_interval=0.1) as upstream:
+        settings = fast_settings(upstream, heartbeat_s=0.5, data_dir=str(tmp_path))  # write timeout: 2 s
+        async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
+            await wait_for(lambda: ready(client, base), timeout=20, message="ready")
+            hub = app.state.service.hub
+            await wait_for(lambda: len(app.state.service.store.latest().records) >= 100, timeout=20,
+                           message="a big universe")
+            reader = WSClient(ws_url(base))
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(reader.run)
+                await reader.send({"op": "subscribe", "id": "s", "view": {"limit": 100}})
+                offer = ws_handshake("/ws").replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: "
+                                                    b"permessage-deflate; client_max_window_bits\r\n\r\n")
+                # Compressed frames are a third of the bytes: many views fill the socket's buffers sooner.
+                sorts = ["volume", "price_change", "txns", "market_cap", "liquidity", "fdv", "created", "price"]
+                stalled = await stalled_socket(base, offer, b"".join(ws_text_frame(
+                    {"op": "subscribe", "id": f"{sort}{order}", "view": {"sort": sort, "order": order, "limit": 100}})
+                    for sort in sorts for order in ("asc", "desc")))
+                try:
+                    dropped = hub.metrics.dropped_clients.labels("ws")
+                    await wait_for(lambda: dropped._value.get() >= 1 and len(hub.connections) == 1, timeout=20,
+                                   message="the stalled compressed client closed as slow and let go")
+                    (kept,) = hub.connections
+                    assert kept.direct_writer is not None and kept.direct_writer.bits == 15 and not kept.closed
+                    seen = reader.subs["s"].kinds().count("delta")
+                    await wait_for(lambda: reader.subs["s"].kinds().count("delta") >= seen + 3, timeout=10,
+                                   message="more deltas for the reader")
+                    await agrees_with_rest(client, base, {"limit": "100"}, reader.subs["s"])
+                finally:
+                    stalled.close()
                 tasks.cancel_scope.cancel()
 
 
