@@ -13,6 +13,7 @@ from app.api.hot import HotPages
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.ingest.scheduler import Ingest
+from app.query import ViewCache
 from app.sources.client import UpstreamClient
 from app.sources.values import iso
 from app.store.base import Store
@@ -32,6 +33,7 @@ class Service:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs cursors
     stale: bool = False  # serving a snapshot restored from disk, not yet refreshed
     hot: HotPages = field(default_factory=HotPages)  # repeated first pages of the current version
+    views: ViewCache = field(default_factory=ViewCache)  # indexes, filtered views, page heads (bytes-bounded)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def health(self) -> dict[str, Any]:

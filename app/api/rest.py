@@ -34,14 +34,14 @@ async def list_tokens(request: Request) -> Response:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
     try:
-        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.secret)
+        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.secret, cache=svc.views)
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
     if cursor is not None and request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    body = query.encode_page(page, view)
+    body = query.encode_page(page, view, svc.views)
     if cursor is None:
         svc.hot.put(version.epoch, version.seq, request.scope["query_string"], body, etag)
     return JSONBytes(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
@@ -63,7 +63,7 @@ async def alerts(request: Request) -> Response:
     unknown = set(request.query_params) - {"limit"}
     if unknown:
         return error(400, "invalid_param", f"unknown parameter {sorted(unknown)[0]!r}", sorted(unknown)[0])
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
     return JSONBytes({"data": service(request).hub.detector.latest(int(raw))})
 
