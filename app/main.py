@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.api.hot import HotPathMiddleware
+from app.api.limits import RateLimitMiddleware
 from app.api.metrics import Metrics
 from app.api.middleware import MetricsMiddleware
 from app.api.rest import routes as rest_routes
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware),
+                                                                          Middleware(RateLimitMiddleware),
                                                                           Middleware(HotPathMiddleware)])
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from app.api.hot import HotPages
+from app.api.limits import ClientLimiter
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.ingest.scheduler import Ingest
@@ -35,6 +36,14 @@ class Service:
     hot: HotPages = field(default_factory=HotPages)  # repeated first pages of the current version
     views: ViewCache = field(default_factory=ViewCache)  # indexes, filtered views, page heads (bytes-bounded)
     extras: dict[str, Any] = field(default_factory=dict)
+    limiter: ClientLimiter = field(init=False)  # per-client request rates (app.api.limits)
+
+    def __post_init__(self) -> None:
+        # What one client may cost is bounded from the settings (README "Limits").
+        budget = int(self.settings.query_cache_mb * (1 << 20))
+        self.views = ViewCache(budget)
+        self.hot = HotPages(max_bytes=budget // 4)
+        self.limiter = ClientLimiter(self.settings.client_rate_limit, self.settings.client_rate_burst)
 
     def health(self) -> dict[str, Any]:
         now = time.time()
