@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, *, start_ingest: bool = True) -
             svc.stale = ingest.restore()  # the last snapshot, served at once, before any upstream call
             stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
             detector = AlertDetector(current.alert_price_pct, current.alert_volume_x)
-            svc.hub = Hub(store, metrics, detector, current.max_connections, current.heartbeat_s)
+            svc.hub = Hub(store, metrics, detector, current.max_connections, current.heartbeat_s,
+                          max_views=current.max_views, max_views_per_client=current.max_views_per_client,
+                          views=svc.views)
             svc.write_timeout_s = min(30.0, max(2.0, 2 * current.heartbeat_s))
             app.state.service = svc
             # SIGTERM ends every stream at once (under uvicorn's own signal handling only).

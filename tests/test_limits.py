@@ -123,6 +123,33 @@ async def test_a_client_past_its_rate_gets_429_with_retry_after_and_others_and_h
 
 
 @pytest.mark.anyio
+async def test_websocket_subscribes_count_against_the_rate_and_a_refused_one_keeps_the_connection(tmp_path):
+    market = Market(seed=32, n_tokens=40)
+    async with serve_market(market, tick_interval=None) as upstream:
+        settings = fast_settings(upstream, data_dir=str(tmp_path), client_rate_limit=1.0, client_rate_burst=6)
+        async with running_service(settings) as (base, app), httpx.AsyncClient(base_url=base) as client:
+            await wait_for(lambda: _ready(client), timeout=20, message="ready")
+            async with ws_connect(base.replace("http", "ws") + "/ws") as ws:
+                replies = []
+                for i in range(8):
+                    await ws.send(orjson.dumps({"op": "subscribe", "id": f"s{i}", "view": {"limit": i + 1}}).decode())
+                    while True:
+                        message = orjson.loads(await ws.recv())
+                        if message["type"] in ("snapshot", "error"):
+                            replies.append(message)
+                            break
+                # The handshake took one token of six: five subscriptions, then refusals naming their id.
+                assert [m["type"] for m in replies[:5]] == ["snapshot"] * 5
+                errors = [(i, m) for i, m in enumerate(replies) if m["type"] == "error"]
+                assert errors and all(e["code"] == "rate_limited" and e["retry_after"] >= 1 for _, e in errors)
+                assert all(e["id"] == f"s{i}" for i, e in errors)
+                assert len(app.state.service.hub.channels) == 8 - len(errors)
+                await ws.send('{"op": "ping"}')
+                while orjson.loads(await ws.recv())["type"] != "pong":
+                    pass
+
+
+@pytest.mark.anyio
 async def test_distinct_queries_leave_the_caches_within_their_budget(tmp_path):
     market = Market(seed=33, n_tokens=150)
     async with serve_market(market, tick_interval=None) as upstream:
