@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from app import edge
 from app.config import ConfigError, load_settings
 from app.main import create_app
 from app.serving import tune_gc
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_gc()
+    settings, edge_options = edge.uvicorn_options(settings)  # header limits, request timeout, fd-sized caps
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=3,
         lifespan="on",
         ws_max_size=64 * 1024,
+        **edge_options,
     )
     return 0
 

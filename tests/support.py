@@ -12,6 +12,7 @@ import anyio
 import httpx
 
 from app.config import Settings, load_settings
+from app.edge import uvicorn_options
 from app.main import create_app
 from app.serving import serve_app
 
@@ -34,9 +35,10 @@ def fast_settings(market, **overrides) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[tuple[str, object]]:
-    """The whole service on a loopback port; yields (base_url, app)."""
+    """The whole service on a loopback port, behind the same HTTP edge as `python -m app`; yields (base_url, app)."""
+    settings, options = uvicorn_options(settings)
     app = create_app(settings)
-    async with serve_app(app) as base_url:
+    async with serve_app(app, **options) as base_url:
         yield base_url, app
 
 
