@@ -81,12 +81,13 @@ def ws_handshake(path: str) -> bytes:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
-def ws_text(payload: bytes) -> bytes:
-    """One masked client text frame."""
+def ws_text(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client frame (text by default; 0xA for a pong)."""
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     size = len(payload)
-    head = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", size)
+    first = 0x80 | opcode
+    head = bytes([first, 0x80 | size]) if size < 126 else bytes([first, 0x80 | 126]) + struct.pack(">H", size)
     return head + mask + masked
 
 
