@@ -44,6 +44,7 @@ class Service:
         self.views = ViewCache(budget)
         self.hot = HotPages(max_bytes=budget // 4)
         self.limiter = ClientLimiter(self.settings.client_rate_limit, self.settings.client_rate_burst)
+        self.metrics.query_cache_bytes.set_function(lambda: self.views.bytes + self.hot.bytes)
 
     def health(self) -> dict[str, Any]:
         now = time.time()

@@ -176,14 +176,16 @@ async def slowloris(url: str, connections: int, seconds: float, reconnect_delay:
 
 
 async def views(url: str, connections: int, per_connection: int, seconds: float,
-                source: str | None = None) -> dict[str, Any]:
-    """`connections` WebSockets each subscribing `per_connection` distinct views, held for `seconds`."""
+                source: str | None = None, spread: bool = False) -> dict[str, Any]:
+    """`connections` WebSockets each subscribing `per_connection` distinct views, held for `seconds`; with
+    `spread`, each connection from its own loopback address (127.0.x.y: as many clients)."""
     host, port = split(url)
     report: dict[str, Any] = {"asked": connections * per_connection}
 
     async def one(n: int) -> None:
+        address = f"127.0.{n // 250 + 1}.{n % 250 + 1}" if spread else source
         try:
-            reader, writer = await open_ws(host, port, source)
+            reader, writer = await open_ws(host, port, address)
         except (OSError, ConnectionError) as exc:
             bump(report, f"refused: {exc}"[:60])
             return
@@ -329,11 +331,12 @@ def main() -> None:
     parser.add_argument("--reconnect-delay", type=float, default=1.0)
     parser.add_argument("--kind", choices=["sse", "ws"], default="ws")
     parser.add_argument("--source", default=None, help="local address to connect from (e.g. 127.0.0.2)")
+    parser.add_argument("--spread", action="store_true", help="views: each connection from its own address")
     args = parser.parse_args()
     if args.what == "slowloris":
         coro = slowloris(args.url, args.connections, args.seconds, args.reconnect_delay, source=args.source)
     elif args.what == "views":
-        coro = views(args.url, args.connections, args.views, args.seconds, args.source)
+        coro = views(args.url, args.connections, args.views, args.seconds, args.source, args.spread)
     elif args.what == "queries":
         coro = queries(args.url, args.count, source=args.source)
     elif args.what == "walker":

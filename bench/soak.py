@@ -5,6 +5,9 @@
 
 The server runs in its own process; the clients in another (`soak.py load`, raw asyncio sockets):
 
+The server tracks at most `--max-tokens` tokens (fewer than the simulated market starts with: the data's
+own size stays constant while the market launches new tokens).
+
 - `--streams` streams, half SSE and half WebSocket, over 8 views; every 10 s a twentieth of them is closed
   and opened again (half of the SSE ones resuming with Last-Event-ID);
 - REST load, ~20 requests/s: the cached first page, distinct filtered queries (a new `min_liquidity_usd`
@@ -236,7 +239,10 @@ async def soak(args: argparse.Namespace) -> None:
     url = f"http://127.0.0.1:{port}"
     data_dir = tempfile.mkdtemp(prefix="soak-")
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "DATA_DIR": data_dir, "LOG_LEVEL": "warning",
-           "REFRESH_INTERVAL_S": str(args.refresh), "CLIENT_RATE_LIMIT": "0", "PYTHONPATH": str(ROOT)}
+           "REFRESH_INTERVAL_S": str(args.refresh), "CLIENT_RATE_LIMIT": "0", "PYTHONPATH": str(ROOT),
+           # The simulated market launches a token every 20 s or so; capping the tracked universe below its
+           # starting size keeps the data's own size constant, so what grows is the service's.
+           "MAX_TOKENS": str(args.max_tokens)}
     server = start([sys.executable, "-m", "app", "--demo"], cwd=ROOT, env=env)
     load_process = None
     samples: list[dict[str, Any]] = []
@@ -267,6 +273,7 @@ async def soak(args: argparse.Namespace) -> None:
                 "fds": open_fds(server.pid),
                 "connections": sum(v for k, v in after.items() if k.startswith("stream_connections")),
                 "queue_kb": round(after.get("stream_queue_bytes", 0) / 1024, 1),
+                "cache_mb": round(after.get("query_cache_bytes", 0) / 2**20, 1),
                 "lag_p99_ms": lag[0] * 1000, "lag_max_ms": lag[1] * 1000,
                 "health_p99_ms": round(health[int(len(health) * 0.99) - 1] * 1000, 1) if health else None,
                 "health_max_ms": round(health[-1] * 1000, 1) if health else None,
@@ -323,6 +330,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=6.0)
     parser.add_argument("--streams", type=int, default=400)
     parser.add_argument("--refresh", type=float, default=2.0, help="REFRESH_INTERVAL_S of the server")
+    parser.add_argument("--max-tokens", type=int, default=250, help="MAX_TOKENS of the server")
     parser.add_argument("--views-attack", action="store_true")
     parser.add_argument("--queries-attack", action="store_true")
     parser.add_argument("--slowloris", type=int, default=0)

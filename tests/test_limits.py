@@ -75,6 +75,24 @@ def test_the_view_cache_stays_within_its_bytes_however_many_distinct_queries():
     assert cache.get(version, ("filtered", parse_view({"min_liquidity_usd": "2999"}).filter_key, None)) is not None
 
 
+def test_the_view_cache_lets_go_of_versions_a_minute_older_than_the_newest():
+    store = MemoryStore(clock=Clock())
+    cache = ViewCache(max_bytes=8 << 20, keep_s=60)
+    store.apply({"m1": {"token_address": "m1", "liquidity_usd": 1, "stats": {}}})
+    old = store.latest()
+    filtered(old, parse_view({"min_liquidity_usd": "1"}), cache=cache)
+    used = cache.bytes
+    store._clock.t += 30
+    store.apply({"m1": {"token_address": "m1", "liquidity_usd": 2, "stats": {}}})
+    filtered(store.latest(), parse_view({}), cache=cache)
+    assert cache.get(old, ("filtered", parse_view({"min_liquidity_usd": "1"}).filter_key, None)) is not None
+    store._clock.t += 61
+    store.apply({"m1": {"token_address": "m1", "liquidity_usd": 3, "stats": {}}})
+    filtered(store.latest(), parse_view({}), cache=cache)
+    assert cache.get(old, ("filtered", parse_view({"min_liquidity_usd": "1"}).filter_key, None)) is None
+    assert cache.evicted >= used
+
+
 @pytest.mark.parametrize("name,value", [
     ("MAX_VIEWS", "0"), ("MAX_VIEWS_PER_CLIENT", "x"), ("CLIENT_RATE_LIMIT", "-1"), ("CLIENT_RATE_BURST", "0"),
     ("QUERY_CACHE_MB", "lots"), ("REQUEST_TIMEOUT_S", "0"), ("MAX_HEADER_BYTES", "100"),

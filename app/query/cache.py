@@ -4,7 +4,10 @@ views, encoded first pages), shared by REST and the streams of one process.
 Why bounded in bytes and not per version: distinct queries are the client's choice, so a per-version
 entry count (the old 4,096 entries of ~150 KB each) let one client fill hundreds of MB per version,
 held as long as the version was. Here the newest entries win, the least recently used go first, and
-the total never passes `max_bytes`, however many versions are held. Sizes are estimates of what the
+the total never passes `max_bytes`, however many versions are held. Entries of versions committed over
+`keep_s` before the newest one are let go as soon as a newer version is cached (their queries are rarely
+asked again: only a cursor walk still reads an old version, and it recomputes what it needs), so the
+cache holds about a minute of queries, not whatever filled it last. Sizes are estimates of what the
 entry itself allocates (records and address strings are shared with the version and not counted).
 """
 
@@ -20,6 +23,7 @@ from app.store.base import Version
 T = TypeVar("T")
 
 DEFAULT_MAX_BYTES = 64 << 20
+KEEP_S = 60.0
 
 
 def size_of(value: Any) -> int:
@@ -43,11 +47,13 @@ class ViewCache:
     released version alive. `max_bytes=0` caches nothing (every call computes).
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, keep_s: float = KEEP_S):
         self.max_bytes = max_bytes
+        self.keep_s = keep_s
         self.bytes = 0
         self.evicted = 0  # bytes let go since start (housekeeping returns them to the system)
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._newest = float("-inf")  # commit time of the newest version cached
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,17 +75,28 @@ class ViewCache:
         size = size_of(value) if size is None else size
         if size > self.max_bytes // 8:
             return value
+        if version.committed_at > self._newest:
+            self._newest = version.committed_at
+            self._let_go(lambda key: key[2] < version.committed_at - self.keep_s)
         full = self._key(version, key)
         old = self._entries.pop(full, None)
         if old is not None:
             self.bytes -= old[1]
         self._entries[full] = (value, size)
         self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, (_, dropped) = self._entries.popitem(last=False)
+        self._let_go(lambda _: self.bytes > self.max_bytes)
+        return value
+
+    def _let_go(self, while_: Callable[[Any], bool]) -> None:
+        """Drop least recently used entries while `while_(their key)` holds."""
+        entries = self._entries
+        while entries:
+            key = next(iter(entries))
+            if not while_(key):
+                return
+            _, dropped = entries.pop(key)
             self.bytes -= dropped
             self.evicted += dropped
-        return value
 
     def get_or_make(self, version: Version, key: Hashable, make: Callable[[], T]) -> T:
         hit = self.get(version, key)
