@@ -47,7 +47,7 @@ class Connection:
     """One SSE or WebSocket client: subscriptions plus an outgoing queue drained by one writer."""
 
     __slots__ = ("hub", "kind", "client", "subs", "queue", "queued_bytes", "closed", "_waiter", "transport",
-                 "task", "deadline", "direct_writer", "probe", "ender", "acked", "stalled_since", "__weakref__")
+                 "task", "deadline", "direct_writer", "probe", "ender", "acked", "progress_at", "__weakref__")
 
     def __init__(self, hub: Hub, kind: str, client: str = "-"):
         self.hub = hub
@@ -71,7 +71,7 @@ class Connection:
         self.probe: Probe | None = None
         self.ender: Callable[[], None] | None = None
         self.acked = -1  # bytes the client had acknowledged at the last probe
-        self.stalled_since = 0.0  # loop time since which it has had bytes pending and acknowledged none
+        self.progress_at = 0.0  # loop time of the last probe that saw it take something (or have nothing)
 
     # ---- producing ------------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ class Connection:
 
     def probe_stall(self, now: float, stall_s: float) -> bool:
         """Whether the client has had bytes pending (queue, transport, kernel) and acknowledged none of
-        them for `stall_s` (called by the hub's sweeper about once a second)."""
+        them for `stall_s`: no progress seen at any probe since (called by the hub's sweeper every 2 s)."""
         probe = self.probe
         if probe is None or self.closed:
             return False
@@ -205,14 +205,10 @@ class Connection:
         if info is None:
             return False
         kernel_pending, acked = info
-        if not kernel_pending and not self.backlog():
-            self.stalled_since = 0.0
-            self.acked = acked
+        if acked != self.acked or (not kernel_pending and not self.backlog()):
+            self.acked, self.progress_at = acked, now  # it took something, or has nothing to take
             return False
-        if acked != self.acked or not self.stalled_since:
-            self.acked, self.stalled_since = acked, now
-            return False
-        return now - self.stalled_since > stall_s
+        return now - self.progress_at > stall_s
 
     def close(self, reason: str) -> None:
         """Stop queueing (dropping what is queued) and end every subscription; the writer then finishes."""

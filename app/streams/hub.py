@@ -40,7 +40,7 @@ from app.streams.histogram import FastHistogram
 log = logging.getLogger("app.streams")
 
 SWEEP_S = 0.25  # how often pending writes are checked against the write timeout
-PROBES_PER_S = 1.0  # how often each stream socket's kernel backlog is read (spread over the sweeps)
+PROBES_PER_S = 0.5  # how often each stream socket's kernel backlog is read (spread over the sweeps)
 RELEASE_S, RELEASE_BYTES = 60.0, 32 << 20  # hand freed memory back at most this often, once this much was let go
 
 
@@ -307,7 +307,7 @@ class Hub:
 
     def sweep(self, now: float) -> None:
         """Drop as slow every connection whose write has been pending past its deadline, or (a share of
-        the connections each sweep, each about once a second) whose socket has had bytes pending and none
+        the connections each sweep, each every 2 s) whose socket has had bytes pending and none
         acknowledged for `stall_s`."""
         connections = list(self.connections)
         for connection in connections:
