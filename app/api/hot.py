@@ -3,7 +3,8 @@
 Dashboards and bots poll the same few views. Once the handler has built a first page for the current
 version, the same raw query string is answered here with those bytes (or a 304) without parsing,
 routing or encoding anything. An entry lives for one version and at most `MAX_AGE_S`, so the
-`next_cursor` it carries is always far from its expiry.
+`next_cursor` it carries is always far from its expiry. The pages of a version take at most `max_bytes`
+(distinct queries are the client's choice: past it, new ones are simply not kept).
 """
 
 from __future__ import annotations
@@ -17,21 +18,29 @@ from app.api.errors import etag_matches
 
 MAX_AGE_S = 30.0
 MAX_ENTRIES = 2048
+DEFAULT_MAX_BYTES = 16 << 20
 
 
 @dataclass
 class HotPages:
     """Cached first pages of the current version, keyed by the raw query string."""
 
+    max_bytes: int = DEFAULT_MAX_BYTES
     seq: int = -1
     epoch: str = ""
+    bytes: int = 0
     pages: dict[bytes, tuple[float, bytes, bytes]] = field(default_factory=dict)  # query -> (made, body, etag)
 
     def put(self, epoch: str, seq: int, query_string: bytes, body: bytes, etag: str) -> None:
         if seq != self.seq or epoch != self.epoch:
-            self.seq, self.epoch, self.pages = seq, epoch, {}
-        if len(self.pages) < MAX_ENTRIES:
+            self.seq, self.epoch, self.pages, self.bytes = seq, epoch, {}, 0
+        old = self.pages.pop(query_string, None)
+        if old is not None:
+            self.bytes -= len(old[1]) + len(query_string) + 200
+        size = len(body) + len(query_string) + 200
+        if len(self.pages) < MAX_ENTRIES and self.bytes + size <= self.max_bytes:
             self.pages[query_string] = (time.monotonic(), body, etag.encode())
+            self.bytes += size
 
     def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[bytes, bytes] | None:
         if seq != self.seq or epoch != self.epoch:

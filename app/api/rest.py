@@ -36,14 +36,14 @@ async def list_tokens(request: Request) -> Response:
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"ETag": etag})
     try:
-        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret)
+        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret, cache=svc.views)
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
     if cursor is not None and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag})
-    body = query.encode_page(page, view)
+    body = query.encode_page(page, view, svc.views)
     if cursor is None:
         svc.hot.put(version.epoch, version.seq, request.scope["query_string"], body, etag)
     return JSONBytes(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
@@ -70,7 +70,7 @@ async def alerts(request: Request) -> Response:
     if (rejected := unknown_param(request, ("limit",))) is not None:
         return rejected
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
     recent = service(request).store.latest().recent_alerts  # the same list on every instance
     return JSONBytes({"data": recent[-int(raw):][::-1]})
