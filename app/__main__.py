@@ -6,7 +6,7 @@ import sys
 
 import uvicorn
 
-from app import cli, logs
+from app import cli, edge, logs
 from app.main import create_app
 from app.serving import tune_gc
 from app.workers import serve_workers
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.web_concurrency > 1:
         return serve_workers(settings)
     tune_gc()
+    settings, edge_options = edge.uvicorn_options(settings)  # header limits, request timeout, fd-sized caps
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=3,
         lifespan="on",
         ws_max_size=64 * 1024,
+        **edge_options,
     )
     return 0
 

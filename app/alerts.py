@@ -20,14 +20,17 @@ from typing import Any
 from app.model import Record
 
 
+def _window(record: Record, window: str) -> dict[str, Any]:
+    return (record.get("stats") or {}).get(window) or {}
+
+
 def _price_change(record: Record) -> float | None:
-    return record["stats"]["5m"]["price_change"]
+    return _window(record, "5m").get("price_change")
 
 
 def _volume_ratio(record: Record) -> float | None:
     """5m volume over the average 5m volume of the last hour (the 1h volume / 12)."""
-    stats = record["stats"]
-    five, hour = stats["5m"]["volume_usd"], stats["1h"]["volume_usd"]
+    five, hour = _window(record, "5m").get("volume_usd"), _window(record, "1h").get("volume_usd")
     if five is None or not hour:
         return None
     return five / (hour / 12.0)
@@ -55,7 +58,7 @@ class AlertDetector:
                                                                         or (before > 0) != (after > 0)):
                 alerts.append(self._alert("price_move", new, after, self.price_pct, seq, at))
             before, after = _volume_ratio(old), _volume_ratio(new)
-            volume = new["stats"]["5m"]["volume_usd"]
+            volume = _window(new, "5m").get("volume_usd") or 0.0
             if (after is not None and after > self.volume_x and (before is None or before <= self.volume_x)
                     and volume >= self.min_volume_usd):
                 alerts.append(self._alert("volume_spike", new, round(after, 2), self.volume_x, seq, at,

@@ -36,6 +36,7 @@ environment variables (a .env file in the working directory is read too; flags w
   STORE, REDIS_URL        memory, or redis with REDIS_URL: several instances serving one market (memory)
   WEB_CONCURRENCY         worker processes on the one port; more than 1 needs STORE=redis (1)
   LEADER_TTL_S            with STORE=redis: the ingest leader's lease (10)
+  REDIS_PREFIX            with STORE=redis: the start of every key, so deployments can share a Redis (tokenstream)
   CORS_ORIGINS            origins whose pages may read REST, SSE and WebSocket (*; comma list; empty: none)
   DATA_DIR                last snapshot and price history, for a fast restart (./data)
   ALERT_PRICE_PCT         price_move alert threshold, 5m change in percent (5)

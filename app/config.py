@@ -58,6 +58,14 @@ class Settings:
     # Start-up, logs and browsers (deploy / CORS)
     log_format: str = "text"
     cors_origins: tuple[str, ...] = ("*",)  # "*" (any origin), or normalised scheme://host[:port] origins
+    # What one client may cost the service (issue 9; README "Limits"): `load_limits` reads them.
+    max_views: int = 1000  # distinct stream views (channels) per process
+    max_views_per_client: int = 100  # distinct stream views one client address holds open
+    client_rate_limit: float = 50.0  # requests per second per client address (0: no limit)
+    client_rate_burst: int = 200  # requests a client may make at once before the rate applies
+    query_cache_mb: float = 64.0  # cached indexes, filtered views and pages, all versions together
+    request_timeout_s: float = 10.0  # to receive a whole request (headers and body)
+    max_header_bytes: int = 16384  # request line plus headers
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -135,6 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         log_format=get("LOG_FORMAT", _choice(*LOG_FORMATS), "text", " or ".join(LOG_FORMATS)),
         cors_origins=_cors_origins(env.get("CORS_ORIGINS")),
     )
+    settings = settings.with_(**load_limits(get))
     if settings.store == "redis" and not settings.redis_url:
         raise ConfigError("STORE='redis' is invalid: expected REDIS_URL to be set as well")
     if settings.web_concurrency > 1 and settings.store == "memory":
@@ -145,6 +154,22 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         # A key raises the budget to the plan's limit; Free is the smallest keyed plan (60/min).
         settings = settings.with_(rate_limits={**settings.rate_limits, "jupiter": max(60, settings.rate_limits["jupiter"])})
     return settings
+
+
+def load_limits(get: Callable[..., object]) -> dict[str, object]:
+    """The settings that bound what one client may cost (README "Limits"), read with `get`."""
+    return {
+        "max_views": get("MAX_VIEWS", _int_range(1, 1_000_000), 1000, "an integer from 1 to 1000000"),
+        "max_views_per_client": get("MAX_VIEWS_PER_CLIENT", _int_range(1, 1_000_000), 100,
+                                    "an integer from 1 to 1000000"),
+        "client_rate_limit": get("CLIENT_RATE_LIMIT", _non_negative, 50.0,
+                                 "requests per second per client, a number >= 0 (0: no limit)"),
+        "client_rate_burst": get("CLIENT_RATE_BURST", _int_range(1, 1_000_000), 200, "an integer from 1 to 1000000"),
+        "query_cache_mb": get("QUERY_CACHE_MB", _non_negative, 64.0, "a number of MiB >= 0"),
+        "request_timeout_s": get("REQUEST_TIMEOUT_S", _positive, 10.0, "a number of seconds > 0"),
+        "max_header_bytes": get("MAX_HEADER_BYTES", _int_range(1024, 1 << 20), 16384,
+                                "an integer from 1024 to 1048576"),
+    }
 
 
 def _text(raw: str) -> str:

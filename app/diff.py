@@ -48,9 +48,12 @@ from app.model import Record
 from app.store.base import Version
 
 
-def view_rows(version: Version, view: query.View) -> list[str]:
-    """The view's addresses in order at `version`. Age filters are judged at the version's commit time."""
-    return query.filtered(version, view, now=version.committed_at)[: view.limit]
+def view_rows(version: Version, view: query.View, cache: query.ViewCache | None = None) -> list[str]:
+    """The view's addresses in order at `version`. Age filters are judged at the version's commit time.
+    `cache` (the process's) shares the index and filtered view with REST and every channel of the filters."""
+    if cache is None:
+        return query.filtered(version, view, now=version.committed_at)[: view.limit]
+    return query.filtered(version, view, now=version.committed_at, cache=cache)[: view.limit]
 
 
 def watch_rows(version: Version, tokens: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.api.cors import CorsMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hot import HotPathMiddleware
+from app.api.limits import RateLimitMiddleware
 from app.api.middleware import MetricsMiddleware
 from app.api.rest import routes as rest_routes
 from app.config import Settings, load_settings
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None, options: Options | None = None)
     ]
     cors = Middleware(CorsMiddleware, origins=settings.cors_origins if settings is not None else None)
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                     middleware=[cors, Middleware(MetricsMiddleware), Middleware(HotPathMiddleware)])
+                     middleware=[cors, Middleware(MetricsMiddleware), Middleware(RateLimitMiddleware),
+                                 Middleware(HotPathMiddleware)])
 
 
 async def page(request: Request) -> Response:

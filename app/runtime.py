@@ -20,12 +20,14 @@ import httpx
 
 from app.api.history_routes import HistoryAnswers
 from app.api.hot import HotPages
+from app.api.limits import ClientLimiter
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.history import open_state, origin_of
 from app.ingest.leader import IngestRunner
 from app.ingest.scheduler import Ingest
 from app.leadership import Leadership
+from app.query import ViewCache
 from app.redis.connection import RedisHealth
 from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import MAIN as MAIN_GROUP
@@ -57,6 +59,8 @@ class Runtime:
     runner: IngestRunner
     hub: Hub
     hot: HotPages  # repeated first pages of the current version
+    views: ViewCache  # indexes, filtered views and page heads of every held version, bounded in bytes
+    limiter: ClientLimiter  # per-client request rates (app.api.limits)
     history_answers: HistoryAnswers  # encoded answers of GET /api/tokens/{address}/history, per version
     write_timeout_s: float  # a stream write slower than this closes the client
     started_at: float
@@ -165,14 +169,20 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
                 for group, local in list(client.budgets.items()):  # DexScreener's 60/min feed group too
                     name = client.source if group == MAIN_GROUP else f"{client.source}:{group}"
                     client.budgets[group] = backend.budgets(name, local.per_minute)
+        # What one client may cost is bounded from the settings (README "Limits").
+        cache_bytes = int(settings.query_cache_mb * (1 << 20))
+        views, hot = ViewCache(cache_bytes), HotPages(max_bytes=cache_bytes // 4)
+        metrics.query_cache_bytes.set_function(lambda: views.bytes + hot.bytes)
         hub = Hub(store, metrics, settings.max_connections, settings.heartbeat_s,
-                  direct_writes=options.direct_writes)
+                  direct_writes=options.direct_writes, max_views=settings.max_views,
+                  max_views_per_client=settings.max_views_per_client, views=views)
         ingest = Ingest(settings, store, clients, history=history, snapshots=snapshots, watched=hub.watched,
                         handover=backend.handover,
                         on_cycle=lambda report: metrics.cycle.observe(report.duration_s))
         stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
         runtime = Runtime(settings, store, leadership, metrics, http, clients, ingest, IngestRunner(ingest, leadership),
-                          hub, HotPages(), HistoryAnswers(), min(30.0, max(2.0, 2 * settings.heartbeat_s)),
+                          hub, hot, views, ClientLimiter(settings.client_rate_limit, settings.client_rate_burst),
+                          HistoryAnswers(), min(30.0, max(2.0, 2 * settings.heartbeat_s)),
                           time.time(), backend.health)
         # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
         stack.callback(hub.install_signal_hook())

@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from app import edge
 from app.config import Settings
 
 log = logging.getLogger("app")
@@ -75,8 +76,9 @@ def serve_workers(settings: Settings) -> int:
         os.environ.update(start_market())
         os.environ["DEMO"] = "0"  # the workers use this market, not one each
     log.info("serving on %s:%d with %d worker processes", settings.host, settings.port, settings.web_concurrency)
-    # The same server options as the single-process path in app.__main__.
+    # The same server options as the single-process path in app.__main__, the HTTP edge's limits included.
+    settings, edge_options = edge.uvicorn_options(settings)
     uvicorn.run("app.workers:worker_app", factory=True, host=settings.host, port=settings.port,
                 workers=settings.web_concurrency, log_level=settings.log_level, access_log=False,
-                timeout_graceful_shutdown=3, lifespan="on", ws_max_size=64 * 1024)
+                timeout_graceful_shutdown=3, lifespan="on", ws_max_size=64 * 1024, **edge_options)
     return 0

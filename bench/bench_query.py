@@ -19,7 +19,7 @@ import orjson
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from app.ingest.leader import changeset  # noqa: E402
-from app.query import SORTS, encode_page, filtered, ordered, page, parse_view  # noqa: E402
+from app.query import SORTS, ViewCache, encode_page, filtered, ordered, page, parse_view  # noqa: E402
 from app.store.base import Version  # noqa: E402
 from app.store.memory import MemoryStore  # noqa: E402
 
@@ -104,11 +104,12 @@ def main() -> None:
 
     print("\nwith the value column already built (sort only):")
     base = fresh(records, encoded)
-    ordered(base, "volume", "24h", "asc")
+    cache = ViewCache()
+    ordered(base, "volume", "24h", "asc", cache)
 
     def sort_only() -> None:
-        base.cache.pop(("query.ordered", "volume", "24h", "desc"), None)
-        ordered(base, "volume", "24h", "desc")
+        cache.discard(base, ("ordered", "volume", "24h", "desc"))
+        ordered(base, "volume", "24h", "desc", cache)
 
     timed("  ordered(volume, 24h, desc)", sort_only, 200)
 
@@ -118,12 +119,12 @@ def main() -> None:
     version = store.latest()
     view = parse_view({})
     for sort in SORTS:
-        ordered(version, sort, "24h", "desc")
+        ordered(version, sort, "24h", "desc", cache)
 
     print("\nqueries on a version whose indexes exist:")
 
     def first_page() -> bytes:
-        return encode_page(page(store, view, None, secret=SECRET), view)
+        return encode_page(page(store, view, None, secret=SECRET, cache=cache), view, cache)
 
     timed("  cached first page (page + encode_page), default view", first_page, 5000)
 
@@ -141,27 +142,28 @@ def main() -> None:
 
     for label, filtered_view in views.items():
         # Warm the value columns once, then time a miss of the filtered-view cache.
-        filtered(version, filtered_view)
+        filtered(version, filtered_view, cache=cache)
 
         def uncached(v=filtered_view) -> bytes:
-            version.cache.pop(("query.filtered", v.filter_key), None)
-            version.cache.pop(("body", v.key), None)
-            return encode_page(page(store, v, None, secret=SECRET), v)
+            ref = None if v.max_age_h is None else int(time.time())
+            cache.discard(version, ("filtered", v.filter_key, ref))
+            cache.discard(version, ("head", v.key, ref))
+            return encode_page(page(store, v, None, secret=SECRET, cache=cache), v, cache)
 
         timed(f"  filtered page, not cached: {label}", uncached, 2000)
 
         def cached(v=filtered_view) -> bytes:
-            return encode_page(page(store, v, None, secret=SECRET), v)
+            return encode_page(page(store, v, None, secret=SECRET, cache=cache), v, cache)
 
         timed(f"  filtered page, cached: {label}", cached, 5000)
 
     deep_view = parse_view({"limit": "100"})
     cursor = None
     for _ in range(15):  # to row 1,500
-        cursor = page(store, deep_view, cursor, secret=SECRET).next_cursor
+        cursor = page(store, deep_view, cursor, secret=SECRET, cache=cache).next_cursor
 
     def deep() -> bytes:
-        return encode_page(page(store, deep_view, cursor, secret=SECRET), deep_view)
+        return encode_page(page(store, deep_view, cursor, secret=SECRET, cache=cache), deep_view, cache)
 
     timed("  deep cursor page (rows 1500-1599, limit 100)", deep, 5000)
 

@@ -96,7 +96,8 @@ def deep_cursor(url: str) -> str:
 
 def main(seconds: int = 10) -> None:
     with tempfile.TemporaryDirectory() as data:
-        process = DemoProcess(Path(data), REFRESH_INTERVAL_S="10", LOG_LEVEL="warning")
+        # One load generator is one client address: no per-client rate limit for a throughput bench.
+        process = DemoProcess(Path(data), REFRESH_INTERVAL_S="10", LOG_LEVEL="warning", CLIENT_RATE_LIMIT="0")
         env_taskset = shutil.which("taskset")
         process.start()
         if env_taskset:

@@ -302,7 +302,9 @@ async def run(n: int, seconds: float, n_views: int, alert_pct: float = 1.0, kind
         port = sock.getsockname()[1]
     data_dir = tempfile.mkdtemp(prefix="bench-streams-")
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "REFRESH_INTERVAL_S": "1", "LOG_LEVEL": "warning",
-           "MAX_CONNECTIONS": str(n + 100), "DATA_DIR": data_dir, "ALERT_PRICE_PCT": str(alert_pct)}
+           "MAX_CONNECTIONS": str(n + 100), "DATA_DIR": data_dir, "ALERT_PRICE_PCT": str(alert_pct),
+           # one load generator is one client address: no per-client limits
+           "CLIENT_RATE_LIMIT": "0", "MAX_VIEWS_PER_CLIENT": "1000000"}
     server = subprocess.Popen([sys.executable, "-m", "app", "--demo"], cwd=ROOT, env=env)
     stats = Stats()
     try:

@@ -12,6 +12,7 @@ import anyio
 import httpx
 
 from app.config import Settings, load_settings
+from app.edge import uvicorn_options
 from app.main import create_app
 from app.runtime import Options
 from app.serving import serve_app
@@ -35,9 +36,11 @@ def fast_settings(market, **overrides) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_service(settings: Settings, options: Options | None = None) -> AsyncIterator[tuple[str, object]]:
-    """The whole service on a loopback port, its parts built as `options` say; yields (base_url, app)."""
+    """The whole service on a loopback port behind the same HTTP edge as `python -m app`, its parts built as
+    `options` say; yields (base_url, app)."""
+    settings, edge_options = uvicorn_options(settings)
     app = create_app(settings, options)
-    async with serve_app(app) as base_url:
+    async with serve_app(app, **edge_options) as base_url:
         yield base_url, app
 
 

@@ -17,6 +17,7 @@ from app.query import (
     Page,
     QueryError,
     View,
+    ViewCache,
     encode_page,
     filtered,
     ordered,
@@ -293,8 +294,8 @@ def test_cursor_walk_sees_one_version_while_data_changes(seed, params, limit):
         cursor = result.next_cursor
         if cursor is None:
             break
-        # The data changes underneath, time passes (the walk stays within 5 minutes of its last page).
-        clock.t += rng.uniform(0, 20)
+        # The data changes underneath, time passes (the walk stays within 5 minutes of its first page).
+        clock.t += rng.uniform(0, 300 / (len(expected) // view.limit + 1))
         for _ in range(rng.randint(0, 2)):
             current = dict(store.latest().records)
             upserts, removals = mutate(rng, current, counter)
@@ -544,7 +545,7 @@ def test_age_filtered_walk_keeps_its_reference_time():
         result = page(store, view, cursor, now, secret=SECRET)
         seen += result.addresses
         cursor = result.next_cursor
-        now += 60  # tokens age out of the window meanwhile; the walk still sees its first instant
+        now += 300 / (len(expected) // 3 + 1)  # tokens age meanwhile; the walk still sees its first instant
         if cursor is None:
             break
     assert seen == expected
@@ -557,8 +558,9 @@ def test_encode_page_structure():
     store = walk_store(n=12)
     view = parse_view({"limit": "5", "sort": "price", "order": "asc"})
     version = store.latest()
-    first = page(store, view, None, NOW, secret=SECRET)
-    body = encode_page(first, view)
+    cache = ViewCache()
+    first = page(store, view, None, NOW, secret=SECRET, cache=cache)
+    body = encode_page(first, view, cache)
     expected = {
         "data": [version.records[a] for a in first.addresses],
         "next_cursor": first.next_cursor,
@@ -568,10 +570,10 @@ def test_encode_page_structure():
     }
     assert orjson.loads(body) == orjson.loads(orjson.dumps(expected))
     assert list(orjson.loads(body)) == ["data", "next_cursor", "epoch", "seq", "total"]
-    assert ("body", view.key) in version.cache
+    assert cache.get(version, ("head", view.key, None)) is not None
     # A cached first page still carries a fresh cursor.
-    later = page(store, view, None, NOW + 100, secret=SECRET)
-    again = orjson.loads(encode_page(later, view))
+    later = page(store, view, None, NOW + 100, secret=SECRET, cache=cache)
+    again = orjson.loads(encode_page(later, view, cache))
     assert again["next_cursor"] == later.next_cursor != first.next_cursor
     assert again["data"] == expected["data"]
     # The last page has no cursor.

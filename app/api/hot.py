@@ -3,9 +3,10 @@
 Dashboards and bots poll the same few views. Once the handler has built a first page for the current
 version, the same raw query string is answered here with those bytes (or a 304) without parsing,
 routing or encoding anything. An entry lives for one version and at most `MAX_AGE_S`, so the
-`next_cursor` it carries is always far from its expiry. It holds the gzip bytes beside the plain ones
-once a client that takes gzip has asked (app.api.compression): until then such a client goes to the
-handler, which makes them once.
+`next_cursor` it carries is always far from its expiry. The pages of a version take at most `max_bytes`
+(distinct queries are the client's choice: past it, new ones are simply not kept). An entry holds the
+gzip bytes beside the plain ones once a client that takes gzip has asked (app.api.compression): until
+then such a client goes to the handler, which makes them once.
 """
 
 from __future__ import annotations
@@ -20,24 +21,32 @@ from app.api.errors import etag_matches
 
 MAX_AGE_S = 30.0
 MAX_ENTRIES = 2048
+DEFAULT_MAX_BYTES = 16 << 20
 
 
 @dataclass
 class HotPages:
     """Cached first pages of the current version, keyed by the raw query string."""
 
+    max_bytes: int = DEFAULT_MAX_BYTES
     seq: int = -1
     epoch: str = ""
+    bytes: int = 0
     # query -> (made, body, etag, gzip body or None, its etag)
     pages: dict[bytes, tuple[float, bytes, bytes, bytes | None, bytes]] = field(default_factory=dict)
 
     def put(self, epoch: str, seq: int, query_string: bytes, body: bytes, etag: str,
             gzipped: bytes | None = None) -> None:
         if seq != self.seq or epoch != self.epoch:
-            self.seq, self.epoch, self.pages = seq, epoch, {}
-        if len(self.pages) < MAX_ENTRIES or query_string in self.pages:
+            self.seq, self.epoch, self.pages, self.bytes = seq, epoch, {}, 0
+        old = self.pages.pop(query_string, None)
+        if old is not None:
+            self.bytes -= len(old[1]) + len(old[3] or b"") + len(query_string) + 200
+        size = len(body) + len(gzipped or b"") + len(query_string) + 200
+        if len(self.pages) < MAX_ENTRIES and self.bytes + size <= self.max_bytes:
             self.pages[query_string] = (time.monotonic(), body, etag.encode(), gzipped,
                                         compression.gzip_etag(etag).encode())
+            self.bytes += size
 
     def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[float, bytes, bytes, bytes | None, bytes] | None:
         if seq != self.seq or epoch != self.epoch:

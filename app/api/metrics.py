@@ -26,6 +26,8 @@ class Metrics:
         self.queue_bytes = Gauge("stream_queue_bytes", "Bytes waiting in outgoing stream queues", registry=r)
         self.dropped_clients = Counter("stream_dropped_slow_clients_total", "Clients closed for being too slow",
                                        ["kind"], registry=r)
+        self.query_cache_bytes = Gauge("query_cache_bytes", "Bytes held by the query cache and the hot first pages",
+                                       registry=r)
         self.skipped_items = Counter("upstream_items_skipped_total", "Malformed upstream items skipped",
                                      ["source"], registry=r)
 

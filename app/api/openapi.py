@@ -29,7 +29,7 @@ ERROR = {
     "required": ["error"],
     "properties": {"error": {"type": "object", "required": ["code", "message", "param"], "properties": {
         "code": {"type": "string", "examples": ["invalid_param", "invalid_cursor", "cursor_expired", "not_found",
-                                                 "invalid_address"]},
+                                                 "invalid_address", "rate_limited", "too_many_views"]},
         "message": {"type": "string"},
         "param": STRING_OR_NULL,
     }}},
@@ -80,6 +80,13 @@ ALERT = {
         "seq": {"type": "integer"},
         "at": {"type": "string", "format": "date-time"},
     },
+}
+
+
+RATE_LIMITED = {
+    "description": "over CLIENT_RATE_LIMIT requests per second from this client (rate_limited)",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 
@@ -140,7 +147,9 @@ def build_spec() -> dict[str, Any]:
                             "headers": {"ETag": {"schema": {"type": "string"}}}},
                     "304": {"description": "the view has not changed since the ETag given"},
                     "400": _error("a bad or unknown parameter, or a malformed cursor"),
-                    "410": _error("the cursor's version is no longer held (cursor_expired)"),
+                    "410": _error("the cursor's walk is over 5 minutes old, its version is no longer held, or it "
+                                  "is from before a restart (cursor_expired)"),
+                    "429": RATE_LIMITED,
                 },
             }},
             "/api/tokens/{address}": {"get": {
@@ -150,7 +159,8 @@ def build_spec() -> dict[str, Any]:
                                 "schema": {"type": "string", "pattern": "^[1-9A-HJ-NP-Za-km-z]{32,44}$"}}],
                 "responses": {"200": _json({"$ref": "#/components/schemas/Token"}, "the record"),
                               "400": _error("not base58 of 32 to 44 characters (invalid_address)"),
-                              "404": _error("well-formed but not tracked (not_found)")},
+                              "404": _error("well-formed but not tracked (not_found)"),
+                              "429": RATE_LIMITED},
             }},
             "/api/tokens/{address}/history": history_path(),
             "/api/alerts": {"get": {
@@ -160,7 +170,8 @@ def build_spec() -> dict[str, Any]:
                                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}],
                 "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
                     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}, "alerts"),
-                    "400": _error("a bad or unknown parameter")},
+                    "400": _error("a bad or unknown parameter"),
+                    "429": RATE_LIMITED},
             }},
             "/api/stream": {"get": {
                 "summary": "Server-Sent Events of one view: snapshot, delta, alert, heartbeat",
@@ -172,7 +183,9 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": {"description": "an event stream (text/event-stream)",
                                       "content": {"text/event-stream": {}}},
                               "400": _error("a bad or unknown parameter"),
-                              "503": _error("over MAX_CONNECTIONS; retry after Retry-After")},
+                              "429": RATE_LIMITED,
+                              "503": _error("over MAX_CONNECTIONS, or a new view over MAX_VIEWS or "
+                                            "MAX_VIEWS_PER_CLIENT; retry after Retry-After")},
             }},
             "/health": {"get": {"summary": "Freshness and per-source state", "operationId": "health",
                                 "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "health")}}},

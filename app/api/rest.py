@@ -42,19 +42,19 @@ async def list_tokens(request: Request) -> Response:
         if (held := compression.matched(request, etag)) is not None:
             return compression.not_modified(held)
     try:
-        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret)
+        page = query.page(svc.store, view, cursor, now=time.time(), secret=svc.store.secret, cache=svc.views)
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
     version = page.version
     etag = f'"{version.epoch}:{version.seq}:{_digest(view.key + (cursor or ""))}"'
     if cursor is not None and (held := compression.matched(request, etag)) is not None:
         return compression.not_modified(held)
-    head, tail = query.page_parts(page, view)
+    head, tail = query.page_parts(page, view, svc.views)
     body = head + tail
     gzipped = None
     if len(body) > compression.MIN_SIZE and compression.wants_gzip(request):
         # The rows deflated once per version, view and position; the cursor part joined per request.
-        deflated = _derived(version, ("body-gzip", view.key, page.ref, page.offset),
+        deflated = _derived(svc, version, ("head-gzip", view.key, page.ref, page.offset, view.limit),
                             lambda: compression.deflate_head(head))
         gzipped = compression.gzip_join(deflated, tail)
     if cursor is None:
@@ -68,27 +68,31 @@ async def get_token(request: Request) -> Response:
         return error(400, "invalid_address", "address must be base58 of 32 to 44 characters", "address")
     if (rejected := unknown_param(request)) is not None:
         return rejected
-    version = service(request).store.latest()
+    svc = service(request)
+    version = svc.store.latest()
     encoded = version.encoded.get(address)
     if encoded is None:
         return error(404, "not_found", f"token {address} is not tracked", "address")
     # The tag names the record's bytes, not the version: a token polled while others change stays a 304.
     etag = f'"{version.epoch}:{address[:8]}:{hashlib.blake2s(encoded, digest_size=8).hexdigest()}"'
-    gzipped = lambda: _derived(version, ("record-gzip", address), lambda: compression.gzip_body(encoded))  # noqa: E731
-    return compression.answer(request, encoded, etag, gzipped, headers={"Cache-Control": "no-cache"})
+    return compression.answer(request, encoded, etag, lambda: _derived(
+        svc, version, ("record-gzip", address), lambda: compression.gzip_body(encoded)),
+        headers={"Cache-Control": "no-cache"})
 
 
 async def alerts(request: Request) -> Response:
     if (rejected := unknown_param(request, ("limit",))) is not None:
         return rejected
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
         return error(400, "invalid_param", "limit must be an integer from 1 to 1000", "limit")
-    version = service(request).store.latest()  # its alerts: the same list on every instance
+    svc = service(request)
+    version = svc.store.latest()  # its alerts: the same list on every instance
     limit = int(raw)
-    body = _derived(version, ("alerts", limit), lambda: orjson.dumps({"data": version.recent_alerts[-limit:][::-1]}))
-    return compression.answer(
-        request, body, None, lambda: _derived(version, ("alerts-gzip", limit), lambda: compression.gzip_body(body)))
+    body = _derived(svc, version, ("alerts", limit),
+                    lambda: orjson.dumps({"data": version.recent_alerts[-limit:][::-1]}))
+    return compression.answer(request, body, None, lambda: _derived(
+        svc, version, ("alerts-gzip", limit), lambda: compression.gzip_body(body)))
 
 
 async def health(request: Request) -> Response:
@@ -125,14 +129,14 @@ def _digest(text: str) -> str:
     return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
 
 
-def _derived(version: Version, key: tuple[Any, ...], make: Callable[[], T]) -> T:
-    """Bytes derived from `version` (an answer, its gzip), made once: kept with the version's other
-    derived data (app.query)."""
-    hit = version.cache.get(key)
+def _derived(svc: Runtime, version: Version, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """Bytes derived from `version` (an answer, its gzip), made once: kept in the byte-bounded cache of
+    everything derived from versions (app.query.cache)."""
+    hit = svc.views.get(version, key)
     if hit is None:
         hit = make()
-        if len(version.cache) < 4096:  # as app.query bounds the version's cache
-            version.cache[key] = hit
+        data = hit.data if isinstance(hit, compression.Deflated) else hit
+        svc.views.put(version, key, hit, size=len(data) + 64)  # type: ignore[arg-type]
     return hit
 
 

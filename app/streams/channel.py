@@ -33,6 +33,8 @@ from app.streams.frames import sse_frame, ws_frame
 if TYPE_CHECKING:
     from app.streams.connection import Connection
 
+MAX_CACHE_BYTES = 2 << 20  # one channel's cached frames of one version (snapshots per subscription id...)
+
 # Subscription states (see above)
 IDLE, LIVE, SYNC = 0, 1, 2
 # What a queued SYNC item renders
@@ -56,34 +58,45 @@ class Subscription:
 class Channel:
     """One view (or watchlist) shared by every subscriber that asked for it."""
 
-    def __init__(self, key: str, view: query.View | None, tokens: tuple[str, ...] | None, version: Version):
+    def __init__(self, key: str, view: query.View | None, tokens: tuple[str, ...] | None, version: Version,
+                 cache: query.ViewCache | None = None):
         self.key = key
         self.view = view
         self.tokens = tokens
         self.version = version
-        self.rows = self.rows_at(version)
+        self.rows = self.rows_at(version, cache)
         self.subs: dict[Subscription, None] = {}
         self._cache: dict[Any, Any] = {}  # frames of the current version (snapshot, catch-ups)
+        self._cache_bytes = 0
         self._cache_seq = version.seq
 
-    def rows_at(self, version: Version) -> list[str]:
+    def rows_at(self, version: Version, cache: query.ViewCache | None = None) -> list[str]:
+        """The rows at `version`; `cache` (the process's) shares the work with every channel of the same
+        filters, and with REST."""
         if self.view is not None:
-            return diff.view_rows(version, self.view)
+            return diff.view_rows(version, self.view, cache)
         return diff.watch_rows(version, self.tokens or ())
 
     def advance(self, version: Version, rows: list[str]) -> None:
         self.version, self.rows = version, rows
 
     def cached(self, key: Any, make: Callable[[], Any]) -> Any:
-        """A value derived from the current version, computed once for every subscriber."""
-        if self._cache_seq != self.version.seq or len(self._cache) > 256:
+        """A value derived from the current version, computed once for every subscriber (kept while the
+        channel's frames of this version take under MAX_CACHE_BYTES: past that, made for each)."""
+        if self._cache_seq != self.version.seq:
             self._cache.clear()
+            self._cache_bytes = 0
             self._cache_seq = self.version.seq
         try:
             return self._cache[key]
         except KeyError:
-            value = self._cache[key] = make()
-            return value
+            pass
+        value = make()
+        size = len(value) if isinstance(value, (bytes, str)) else 64
+        if self._cache_bytes + size <= MAX_CACHE_BYTES:
+            self._cache[key] = value
+            self._cache_bytes += size
+        return value
 
     def view_dict(self) -> dict[str, Any]:
         return self.view.as_dict() if self.view is not None else {"tokens": list(self.tokens or ())}

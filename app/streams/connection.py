@@ -5,10 +5,12 @@ the WebSocket writer task) drains the queue with `next_batch`, so a slow client 
 Most items are rendered only when the writer takes them (`_render`): a snapshot or catch-up from the
 channel's version at that moment, a heartbeat or alert with the seq the client is at by then.
 
-A connection whose queue passes `MAX_QUEUE_BYTES` is closed ("slow"; WebSocket 4008, SSE stream ends);
-a write that does not complete within the service's write timeout closes it the same way and drops its
-socket: the writer notes a deadline while a write is pending and the hub's sweeper (`Hub.sweep`, every
-SWEEP_S) calls `expire` past it.
+A client is too slow ("slow"; WebSocket close 4008, the SSE stream ends) when what it has not taken
+passes `MAX_QUEUE_BYTES` (our queue plus the transport's write buffer), when a write stays pending past
+the write timeout (the writer notes a deadline; the hub's sweeper checks it), or when the kernel holds
+bytes for it that it has not acknowledged for that long (`probe`, app.streams.backlog). Then `drop_slow`
+puts the close frame (or the SSE end) straight onto the socket after what is already buffered, and the
+socket is closed once that is taken, or dropped after `CLOSE_GRACE_S` (app.streams.direct.ender).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 from app.streams.channel import IDLE, LIVE, Subscription
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from app.streams.backlog import Probe
     from app.streams.direct import DirectSSE, DirectWS
     from app.streams.hub import Hub
 
@@ -35,17 +40,19 @@ ITEM_DELTA = 1  # data: a live delta's shared frame; seq: its version
 ITEM_SYNC = 2  # a snapshot / resume bridge / catch-up, rendered when written (Hub.render_sync)
 ITEM_ALERT = 3  # data: the alert's encoded payloads, framed when written
 ITEM_HEARTBEAT = 4  # rendered when written; subscription None: a WebSocket without subscriptions
+ITEM_READY = 5  # data: a ready frame of one subscription (an alert), dropped if it is gone by then
 
 
 class Connection:
     """One SSE or WebSocket client: subscriptions plus an outgoing queue drained by one writer."""
 
-    __slots__ = ("hub", "kind", "subs", "queue", "queued_bytes", "closed", "_waiter", "transport", "task",
-                 "deadline", "direct_writer", "__weakref__")
+    __slots__ = ("hub", "kind", "client", "subs", "queue", "queued_bytes", "closed", "_waiter", "transport",
+                 "task", "deadline", "direct_writer", "probe", "ender", "acked", "progress_at", "__weakref__")
 
-    def __init__(self, hub: Hub, kind: str):
+    def __init__(self, hub: Hub, kind: str, client: str = "-"):
         self.hub = hub
         self.kind = kind  # "sse" or "ws"
+        self.client = client  # the client's address: what per-client limits count
         self.subs: dict[str | None, Subscription] = {}
         self.queue: deque[tuple] = deque()
         self.queued_bytes = 0
@@ -59,18 +66,29 @@ class Connection:
         self.deadline = 0.0
         # The fast path for live deltas, when the server is one it knows (app.streams.direct.attach).
         self.direct_writer: DirectSSE | DirectWS | None = None
+        # Set by app.streams.direct.attach when the socket and the server are known: the kernel-level probe,
+        # and what ends the stream straight on the socket (close frame 4008 / the SSE end) for a slow client.
+        self.probe: Probe | None = None
+        self.ender: Callable[[], None] | None = None
+        self.acked = -1  # bytes the client had acknowledged at the last probe
+        self.progress_at = 0.0  # loop time of the last probe that saw it take something (or have nothing)
 
     # ---- producing ------------------------------------------------------------------------------
 
+    def backlog(self) -> int:
+        """Bytes written for the client and not yet taken by the kernel: our queue plus the transport's buffer."""
+        transport = self.transport
+        return self.queued_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
+
     def enqueue(self, item: tuple) -> None:
-        """Append an item (see ITEM_*) and wake the writer; past MAX_QUEUE_BYTES, close as slow instead."""
+        """Append an item (see ITEM_*) and wake the writer; past MAX_QUEUE_BYTES, drop the client as slow."""
         self.queue.append(item)
         size = item[3]
         if size:
             self.queued_bytes += size
             self.hub.queue_bytes += size
-            if self.queued_bytes > MAX_QUEUE_BYTES:
-                self.close("slow")
+            if self.queued_bytes > MAX_QUEUE_BYTES or self.backlog() > MAX_QUEUE_BYTES:
+                self.drop_slow()
                 return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -137,6 +155,8 @@ class Connection:
         if kind == ITEM_HEARTBEAT:
             sub.beat = False
             return self.hub.render_heartbeat(self, sub)
+        if kind == ITEM_READY:
+            return data
         return self.hub.render_alert(self, sub, data)
 
     def parked(self) -> bool:
@@ -147,13 +167,48 @@ class Connection:
     # ---- closing ----------------------------------------------------------------------------------
 
     def expire(self) -> None:
-        """A write took longer than the write timeout: closed as slow, and its socket dropped."""
-        self.close("slow")
+        """A write stayed pending past its deadline: a stalled client, dropped as slow. If it was already
+        closing (a shutdown's last write), its socket is dropped so the writer can finish."""
+        if not self.closed:
+            self.drop_slow()
+            return
         self.deadline = 0.0
         if self.transport is not None:
             self.transport.abort()  # the pending write returns once the server sees the connection lost
         elif self.task is not None:
             self.task.cancel()
+
+    def drop_slow(self) -> None:
+        """Too slow to keep up: stop queueing and end the stream on the socket itself (close frame 4008, or
+        the SSE end) after what is already buffered. Without an ender (a server this module does not know),
+        the writer ends it through the server, or, stuck in a write, loses its socket."""
+        if self.closed:
+            return
+        writing = self.deadline != 0.0
+        self.close("slow")
+        self.deadline = 0.0
+        if self.ender is not None:
+            self.ender()  # a write still pending returns once the socket drains or is dropped
+        elif writing:
+            if self.transport is not None:
+                self.transport.abort()
+            elif self.task is not None:
+                self.task.cancel()
+
+    def probe_stall(self, now: float, stall_s: float) -> bool:
+        """Whether the client has had bytes pending (queue, transport, kernel) and acknowledged none of
+        them for `stall_s`: no progress seen at any probe since (called by the hub's sweeper every 2 s)."""
+        probe = self.probe
+        if probe is None or self.closed:
+            return False
+        info = probe.read()
+        if info is None:
+            return False
+        kernel_pending, acked = info
+        if acked != self.acked or (not kernel_pending and not self.backlog()):
+            self.acked, self.progress_at = acked, now  # it took something, or has nothing to take
+            return False
+        return now - self.progress_at > stall_s
 
     def close(self, reason: str) -> None:
         """Stop queueing (dropping what is queued) and end every subscription; the writer then finishes."""

@@ -8,9 +8,12 @@ What it does, once per stream connection (`attach`, called by the SSE response a
 
 1. `find_server_send` looks behind the ASGI `send` Starlette passes (wrapped by each middleware) for the
    server's own `send`: a bound method whose object holds the socket's asyncio transport. Frames are
-   then sent with it directly (the middleware only acts on the response start, which went through it),
-   and the transport lets `Connection.expire` drop a client that stopped reading (a graceful close would
-   wait forever for the peer to take the buffered bytes).
+   then sent with it directly (the middleware only acts on the response start, which went through it).
+   The transport gives the connection its backlog (app.streams.backlog) and `ender` a way to end a slow
+   client's stream on the socket itself: a WebSocket close frame 4008 (or the SSE stream's last chunk)
+   written after what is already buffered, bypassing the server's flow control (which would wait
+   forever for a client that does not read), then the socket closed once drained, or dropped after
+   `CLOSE_GRACE_S`.
 2. When the hub allows it, a direct writer (`DirectSSE` for uvicorn's httptools HTTP protocol, `DirectWS`
    for its websockets-sansio WebSocket protocol) lets `Hub.publish` write a live delta for an idle
    subscriber (nothing queued, writer parked, writing not paused) straight onto the transport, framed
@@ -28,12 +31,17 @@ context (app.streams.deflate negotiates it without, so that its frames can be co
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from app.streams import deflate
+from app.streams.backlog import Probe
 from app.streams.deflate import FrameCache
+
+CLOSE_GRACE_S = 5.0  # how long a slow client has to take its buffered bytes and the close, before a reset
+CLOSE_SLOW = 4008
 
 if TYPE_CHECKING:
     from app.streams.connection import Connection
@@ -49,13 +57,69 @@ def attach(connection: Connection, send: Callable[..., Any]) -> Callable[..., An
     server_send = find_server_send(send)
     if server_send is None:
         return send
-    connection.transport = server_send.__self__.transport  # type: ignore[attr-defined]
+    owner = server_send.__self__  # type: ignore[attr-defined]
+    connection.transport = owner.transport
+    connection.probe = Probe.open(owner.transport)
+    connection.ender = ender(connection.kind, owner)
     if connection.hub.direct_writes:
         if connection.kind == "sse":
             connection.direct_writer = DirectSSE.for_send(server_send)
         else:
             connection.direct_writer = DirectWS.for_send(server_send, connection.hub.deflated)
     return server_send
+
+
+def ender(kind: str, owner: Any) -> Callable[[], None] | None:
+    """What ends a slow client's stream on its socket, for uvicorn's httptools response cycle (SSE) or
+    websockets-sansio protocol (WebSocket); None for anything else."""
+    if kind == "sse":
+        if all(hasattr(owner, a) for a in ("chunked_encoding", "response_complete", "keep_alive", "disconnected")):
+            return lambda: _end_sse(owner)
+        return None
+    conn = getattr(owner, "conn", None)
+    if conn is not None and all(hasattr(owner, a) for a in ("close_sent", "queue", "transport")) \
+            and hasattr(conn, "send_close") and hasattr(conn, "data_to_send"):
+        return lambda: _end_ws(owner)
+    return None
+
+
+def _end_sse(cycle: Any) -> None:
+    if cycle.response_complete or cycle.disconnected:
+        return
+    transport = cycle.transport
+    if cycle.chunked_encoding:
+        transport.write(b"0\r\n\r\n")  # the response's end, after the chunks already buffered
+    cycle.response_complete = True  # the server's own send now refuses more; a pending one fails
+    cycle.keep_alive = False
+    _close_then_drop(transport)
+
+
+def _end_ws(proto: Any) -> None:
+    transport = proto.transport
+    if proto.close_sent or transport.is_closing():
+        return
+    try:
+        proto.conn.send_close(CLOSE_SLOW, "too slow to keep up")
+    except Exception:  # noqa: BLE001 - the protocol is already closing: just drop it
+        transport.abort()
+        return
+    transport.write(b"".join(proto.conn.data_to_send()))
+    proto.close_sent = True  # the server's own send now refuses more; a pending one fails
+    proto.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW})  # the app's receive ends
+    _close_then_drop(transport)
+
+
+def _close_then_drop(transport: Any) -> None:
+    """Close once what is buffered is taken; reset after CLOSE_GRACE_S if the client never takes it."""
+    transport.close()
+    asyncio.get_running_loop().call_later(CLOSE_GRACE_S, _drop, transport)
+
+
+def _drop(transport: Any) -> None:
+    try:
+        transport.abort()
+    except Exception:  # noqa: BLE001 - already closed and released (asyncio's transport then has no loop)
+        pass
 
 
 def find_server_send(send: Callable[..., Any]) -> Callable[..., Any] | None:

@@ -1,16 +1,16 @@
-"""The hub: connections, channels and subscriptions; every new version fans out from here.
+"""The hub: connections, channels and subscriptions, and what bounds them; every new version fans out from here.
 
-`Hub.publish` is called by the store for every new version. One `Channel` per distinct view or watchlist
-(app.streams.channel) computes that version's delta once and encodes it once; every SSE subscriber of
-that channel gets the same bytes object, and every WebSocket subscription with the same id the same text
-(app.streams.frames). Each delta is then either written straight onto an idle subscriber's socket (the
-fast path, app.streams.direct) or appended to its connection's queue (app.streams.connection), whose
-writer sends it; `publish` never waits.
+`Hub.publish` is called by the store for every new version, with the alerts that version raised; the fan-out
+itself (one delta per channel, encoded once, the same frame for every subscriber, in slices that never
+hold the event loop long) is app.streams.fanout. One `Channel` per distinct view or watchlist
+(app.streams.channel); each delta is written straight onto an idle subscriber's socket (the fast path,
+app.streams.direct) or appended to its connection's queue (app.streams.connection), whose writer sends it.
 
-Also here: subscribing (a snapshot, or a bridging delta for a resume), rendering the lazily queued items
-(snapshots, resume bridges, merged catch-ups for subscribers that fell behind, heartbeats, alerts), the
-heartbeat and write-timeout loop, and `watched()` for the ingest. The subscription states (IDLE, LIVE,
-SYNC) are described in app.streams.channel. docs/BENCHMARKS.md ("Streams") has the numbers.
+Also here: subscribing (a snapshot, or a bridging delta for a resume) within the limits on distinct views
+(`max_views` per process, `max_views_per_client` per client address: past them `ViewLimitError`),
+rendering the lazily queued items (snapshots, resume bridges, merged catch-ups, heartbeats, alerts), the
+heartbeat and slow-client sweep, and `watched()` for the ingest. docs/BENCHMARKS.md ("Streams") has the
+numbers.
 """
 
 from __future__ import annotations
@@ -19,55 +19,72 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import anyio
 import orjson
 from prometheus_client import Histogram
 
-from app import diff, query
+from app import query
 from app.api.metrics import Metrics
+from app.serving import release_memory
 from app.sources.values import iso
 from app.store.base import Store, Version
 from app.streams import signals
-from app.streams.channel import CATCH_UP, IDLE, LIVE, RESUME, SNAPSHOT, SYNC, Channel, Subscription
-from app.streams.connection import (
-    ITEM_ALERT,
-    ITEM_DELTA,
-    ITEM_HEARTBEAT,
-    ITEM_SYNC,
-    MAX_QUEUE_BYTES,
-    Connection,
-)
+from app.streams.channel import IDLE, RESUME, SNAPSHOT, SYNC, Channel, Subscription
+from app.streams.connection import ITEM_HEARTBEAT, ITEM_SYNC, MAX_QUEUE_BYTES, Connection
 from app.streams.deflate import FrameCache
-from app.streams.direct import sse_chunk
-from app.streams.frames import sse_frame, ws_alert_payload, ws_frame
+from app.streams.fanout import Alert, FanOut
+from app.streams.frames import sse_frame, ws_frame
 from app.streams.histogram import FastHistogram
 
 log = logging.getLogger("app.streams")
 
 SWEEP_S = 0.25  # how often pending writes are checked against the write timeout
+PROBES_PER_S = 0.5  # how often each stream socket's kernel backlog is read (spread over the sweeps)
+RELEASE_S, RELEASE_BYTES = 60.0, 32 << 20  # hand freed memory back at most this often, once this much was let go
+
+
+class ViewLimitError(Exception):
+    """A subscription that would open a view past `max_views` (503) or `max_views_per_client` (429)."""
+
+    code = "too_many_views"
+
+    def __init__(self, message: str, status: int, retry_after: int):
+        super().__init__(message)
+        self.message, self.status, self.retry_after = message, status, retry_after
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"code": self.code, "message": self.message, "param": None}})
 
 
 class Hub:
-    def __init__(self, store: Store, metrics: Metrics, max_connections: int, heartbeat_s: float, *,
-                 direct_writes: bool = True):
+    def __init__(self, store: Store, metrics: Metrics, max_connections: int,
+                 heartbeat_s: float, *, direct_writes: bool = True, max_views: int = 1000,
+                 max_views_per_client: int = 100, views: query.ViewCache | None = None,
+                 stall_s: float | None = None):
         self.store = store
         self.metrics = metrics
         self.max_connections = max_connections
         self.heartbeat_s = heartbeat_s
+        self.max_views = max_views
+        self.max_views_per_client = max_views_per_client
+        self.views = views if views is not None else query.ViewCache()  # shared with REST (app.service)
+        # A client with bytes pending that acknowledges none of them for this long is too slow.
+        self.stall_s = stall_s if stall_s is not None else min(10.0, max(2.0, 2 * heartbeat_s))
         # False: never write onto a socket from publish (app.streams.direct); every frame goes through the
         # connection's queue and its writer's ASGI send. Only tests turn it off, to prove that path.
         self.direct_writes = direct_writes
         self.channels: dict[str, Channel] = {}
         self.connections: set[Connection] = set()
+        self._client_views: dict[str, dict[str, int]] = {}  # client -> channel key -> its subscriptions
         self.queue_bytes = 0
         self.closing = False
         self.published = 0  # versions fanned out
         self.written_directly = {"sse": 0, "ws": 0}  # live deltas the fast path wrote, by connection kind
         self.deflated = FrameCache()  # compressed WebSocket frames, once for every subscriber (app.streams.deflate)
-        self._published_at: dict[int, float] = {}  # seq -> perf_counter() when its fan-out began
         self._last_version = store.latest()
+        self._sweeps = 0
+        self.fanout_pass = FanOut(self, self._last_version)
         self._stop_listening = store.listen(self.publish)
         self._beat_at = ""
         self._beat_ms = -1
@@ -76,6 +93,10 @@ class Hub:
             "stream_delivery_seconds",
             "Time from a version's commit to its live delta being handed to a client's socket",
             (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5), metrics.registry)
+        self.loop_lag = FastHistogram(
+            "event_loop_lag_seconds", "How late the event loop ran a timer (sampled every 0.25 s): what every "
+            "request waits on top of its own work", (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            metrics.registry)
         self.fanout = Histogram(
             "stream_fanout_seconds", "Time publish() takes to compute and queue one version for every subscriber",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
@@ -83,11 +104,11 @@ class Hub:
 
     # ---- connections -----------------------------------------------------------------------------
 
-    def connect(self, kind: str) -> Connection | None:
+    def connect(self, kind: str, client: str = "-") -> Connection | None:
         """A new connection, or None when MAX_CONNECTIONS are open (or the hub is shutting down)."""
         if self.closing or len(self.connections) >= self.max_connections:
             return None
-        connection = Connection(self, kind)
+        connection = Connection(self, kind, client)
         self.connections.add(connection)
         self.metrics.connections.labels(kind).inc()
         return connection
@@ -113,27 +134,47 @@ class Hub:
                   tokens: Sequence[str] | None = None, since: str | None = None) -> Subscription:
         """Register (replacing any subscription with the same id) and queue the first message: a bridging
         delta from `since` when that version can be honoured, else a snapshot. Both are rendered when the
-        writer gets to them, from the channel's version at that moment."""
-        self.unsubscribe(connection, sub_id)
+        writer gets to them, from the channel's version at that moment. Raises `ViewLimitError` (the
+        subscription it would replace is kept) when it would open a view past the limits."""
         key = f"v:{view.key}" if view is not None else "w:" + ",".join(tokens or ())
+        self._check_view_limits(connection, sub_id, key)
+        self.unsubscribe(connection, sub_id)
         channel = self.channels.get(key)
         if channel is None:
-            channel = Channel(key, view, tuple(tokens) if tokens is not None else None, self.store.latest())
+            channel = Channel(key, view, tuple(tokens) if tokens is not None else None, self.store.latest(),
+                              self.views)
             self.channels[key] = channel
         sub = Subscription(sub_id, connection, channel)
         channel.subs[sub] = None
         connection.subs[sub_id] = sub
+        views = self._client_views.setdefault(connection.client, {})
+        views[key] = views.get(key, 0) + 1
         base = self.resumable(since)
         if base is not None and base.seq <= channel.version.seq and base.epoch == channel.version.epoch:
             sub.delivered, sub.epoch, sub.sync = base.seq, base.epoch, RESUME
         else:
             sub.sync = SNAPSHOT
         sub.state = SYNC
-        if connection.queued_bytes > MAX_QUEUE_BYTES // 2:
-            connection.close("slow")  # subscribing over and over without reading
+        if connection.backlog() > MAX_QUEUE_BYTES // 2:
+            connection.drop_slow()  # subscribing over and over without reading
         else:
             connection.enqueue((ITEM_SYNC, sub, None, 0, 0))
         return sub
+
+    def _check_view_limits(self, connection: Connection, sub_id: str | None, key: str) -> None:
+        old = connection.subs.get(sub_id)
+        old_key = old.channel.key if old is not None else None
+        if key == old_key:
+            return
+        views = self._client_views.get(connection.client, {})
+        freed = old_key is not None and views.get(old_key) == 1  # replacing frees one of the client's views
+        if key not in views and len(views) - freed >= self.max_views_per_client:
+            raise ViewLimitError(f"this client holds its maximum of {self.max_views_per_client} distinct views "
+                                 "open; close one or share a view", 429, 5)
+        freed = old is not None and len(old.channel.subs) == 1
+        if key not in self.channels and len(self.channels) - freed >= self.max_views:
+            raise ViewLimitError(f"the server holds its maximum of {self.max_views} distinct views; subscribe to "
+                                 "a view already open or retry later", 503, 30)
 
     def unsubscribe(self, connection: Connection, sub_id: str | None) -> bool:
         sub = connection.subs.pop(sub_id, None)
@@ -144,7 +185,17 @@ class Hub:
 
     def detach(self, sub: Subscription) -> None:
         channel = sub.channel
-        channel.subs.pop(sub, None)
+        if channel.subs.pop(sub, False) is None:  # it was there: count it out of its client's views
+            client = sub.connection.client
+            views = self._client_views.get(client)
+            if views is not None:
+                left = views.get(channel.key, 0) - 1
+                if left > 0:
+                    views[channel.key] = left
+                else:
+                    views.pop(channel.key, None)
+                    if not views:
+                        del self._client_views[client]
         if not channel.subs and self.channels.get(channel.key) is channel:
             del self.channels[channel.key]
 
@@ -210,10 +261,10 @@ class Hub:
             return sse_frame("heartbeat", f"{sub.epoch}:{sub.delivered}", payload)
         return ws_frame("heartbeat", sub.id, payload)
 
-    def render_alert(self, connection: Connection, sub: Subscription, alert: dict[str, Any]) -> bytes | str:
+    def render_alert(self, connection: Connection, sub: Subscription, alert: Alert) -> bytes | str:
         if connection.kind == "sse":
-            return sse_frame("alert", f"{sub.epoch}:{sub.delivered}", alert["_sse"])
-        return ws_frame("alert", sub.id, alert["_ws"])
+            return sse_frame("alert", f"{sub.epoch}:{sub.delivered}", alert.sse)
+        return ws_frame("alert", sub.id, alert.ws)
 
     def _now_iso(self) -> str:
         now = time.time()
@@ -225,112 +276,16 @@ class Hub:
     # ---- fan-out -------------------------------------------------------------------------------
 
     def publish(self, version: Version) -> None:
-        """Called by the store for every new version: one delta per channel, the same frame for all."""
-        started = time.perf_counter()
+        """Called by the store for every new version: its alerts, then the fan-out (app.streams.fanout)."""
         previous, self._last_version = self._last_version, version
         self.published += 1
-        self._published_at[version.seq] = started
-        if len(self._published_at) > 64:
-            for seq in sorted(self._published_at)[:-32]:
-                del self._published_at[seq]
         same_history = previous.epoch == version.epoch and previous.seq < version.seq
-        alerts = version.alerts if same_history else ()  # computed once, by the writer (app.ingest.leader)
-        for channel in list(self.channels.values()):
-            try:
-                self._publish_channel(channel, version)
-            except Exception:  # noqa: BLE001 - one bad view must not stop the others
-                log.exception("stream fan-out failed for %s", channel.key)
-        if alerts:
-            self._send_alerts(alerts)
-        self.fanout.observe(time.perf_counter() - started)
-
-    def _publish_channel(self, channel: Channel, version: Version) -> None:
-        old = channel.version
-        rows = channel.rows_at(version)
-        if old.epoch != version.epoch or old.seq >= version.seq:
-            # A new history (or a restored one): every subscriber starts again from a snapshot.
-            channel.advance(version, rows)
-            for sub in channel.subs:
-                sub.sync = SNAPSHOT
-                if sub.state != SYNC:
-                    sub.state = SYNC
-                    sub.connection.enqueue((ITEM_SYNC, sub, None, 0, 0))
-            return
-        change = diff.delta(old, channel.rows, version, rows)
-        channel.advance(version, rows)
-        seq = version.seq
-        if change is None:
-            for sub in channel.subs:
-                if sub.state == IDLE:
-                    sub.delivered = seq  # the client's view is this version's too
-            return
-        payload = orjson.dumps(change)
-        sse: bytes | None = None
-        sse_wire: bytes | None = None
-        ws: dict[str | None, str] = {}
-        ws_wires: dict[tuple[str | None, int | None], bytes] = {}
-        direct_sse = direct_ws = 0
-        for sub in list(channel.subs):
-            state = sub.state
-            if state == SYNC:
-                continue
-            connection = sub.connection
-            if state == LIVE:  # its previous delta is still queued: switch to one merged catch-up
-                sub.state, sub.sync = SYNC, CATCH_UP
-                connection.enqueue((ITEM_SYNC, sub, None, 0, 0))
-                continue
-            # IDLE: written straight onto the socket when the connection's writer is parked (the fast
-            # path, app.streams.direct), else queued as a live delta.
-            writer = connection.direct_writer
-            if connection.kind == "sse":
-                if sse is None:
-                    sse = sse_frame("delta", version.tag, payload)
-                if writer is not None and connection.parked():
-                    if sse_wire is None:
-                        sse_wire = sse_chunk(sse)
-                    if writer.write(sse_wire):
-                        sub.delivered = seq
-                        direct_sse += 1
-                        continue
-                frame: bytes | str = sse
-            else:
-                frame = ws.get(sub.id)  # type: ignore[assignment]
-                if frame is None:
-                    frame = ws[sub.id] = ws_frame("delta", sub.id, payload)
-                if writer is not None and connection.parked():
-                    key = (sub.id, writer.bits)  # compressed or not, once per id and window
-                    wire = ws_wires.get(key)
-                    if wire is None:
-                        wire = ws_wires[key] = writer.wire(frame)
-                    if writer.write(wire):
-                        sub.delivered = seq
-                        direct_ws += 1
-                        continue
-            sub.state = LIVE
-            connection.enqueue((ITEM_DELTA, sub, frame, len(frame), seq))
-        direct = direct_sse + direct_ws
-        if direct:
-            self.written_directly["sse"] += direct_sse
-            self.written_directly["ws"] += direct_ws
-            elapsed = time.perf_counter() - self._published_at[seq]
-            observe = self.delivery.observe
-            for _ in range(direct):
-                observe(elapsed)
-
-    def _send_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
-        for alert in alerts:
-            address = alert["token_address"]
-            item = {"_sse": orjson.dumps(alert), "_ws": ws_alert_payload(alert)}
-            size = len(item["_sse"]) + 40
-            for channel in list(self.channels.values()):
-                if address not in channel.rows:
-                    continue
-                for sub in list(channel.subs):
-                    sub.connection.enqueue((ITEM_ALERT, sub, item, size, 0))
+        alerts = list(version.alerts) if same_history else []  # computed once, by the writer
+        self.fanout_pass.publish(version, alerts)
 
     def observe_delivery(self, seq: int) -> None:
         """A queued live delta of version `seq` reached its writer: commit -> delivery, into the histogram."""
-        started = self._published_at.get(seq)
+        started = self.fanout_pass.published_at.get(seq)
         if started is not None:
             self.delivery.observe(time.perf_counter() - started)
 
@@ -351,23 +306,41 @@ class Hub:
                     connection.enqueue((ITEM_HEARTBEAT, sub, None, 0, 0))
 
     def sweep(self, now: float) -> None:
-        """Close every connection whose write has been pending past its deadline."""
-        for connection in list(self.connections):
+        """Drop as slow every connection whose write has been pending past its deadline, or (a share of
+        the connections each sweep, each every 2 s) whose socket has had bytes pending and none
+        acknowledged for `stall_s`."""
+        connections = list(self.connections)
+        for connection in connections:
             deadline = connection.deadline
             if deadline and now > deadline:
                 connection.expire()
+        share = max(1, round(1 / (PROBES_PER_S * SWEEP_S)))
+        self._sweeps += 1
+        for connection in connections[self._sweeps % share::share]:
+            if connection.probe_stall(now, self.stall_s):
+                connection.drop_slow()
 
     async def run_heartbeats(self) -> None:
-        """Heartbeats every HEARTBEAT_S, and the write-timeout sweep every SWEEP_S."""
+        """Heartbeats every HEARTBEAT_S, the slow-client sweep every SWEEP_S, and now and then memory that
+        bounded caches let go handed back to the system (app.serving.release_memory)."""
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + self.heartbeat_s
+        next_release, released = loop.time() + RELEASE_S, self.views.evicted
         while True:
-            await anyio.sleep(max(0.0, min(SWEEP_S, next_beat - loop.time())))
+            delay = max(0.0, min(SWEEP_S, next_beat - loop.time()))
+            due = loop.time() + delay
+            await anyio.sleep(delay)
             now = loop.time()
+            self.loop_lag.observe(max(0.0, now - due))
             self.sweep(now)
             if now >= next_beat:
                 next_beat = max(next_beat + self.heartbeat_s, now)
                 self.heartbeat()
+            if now >= next_release:
+                next_release = now + RELEASE_S
+                if self.views.evicted - released >= RELEASE_BYTES:
+                    released = self.views.evicted
+                    await anyio.to_thread.run_sync(release_memory)
 
     # ---- process signals ---------------------------------------------------------------------------
 

@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app import query
+from app.api.limits import client_of
 from app.api.responses import JSONBytes, error
 from app.streams import direct
 from app.streams.connection import Connection
-from app.streams.hub import Hub
+from app.streams.hub import Hub, ViewLimitError
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -36,14 +37,18 @@ async def stream(request: Request) -> Response:
         view, extra = query.parse_query(request.query_params.multi_items(), allowed_extra=("since",))
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
-    connection = hub.connect("sse")
+    connection = hub.connect("sse", client_of(request.scope))
     if connection is None:
         return error(503, "too_many_connections", "the server holds its maximum of streams; retry shortly",
                      headers={"Retry-After": "2"})
     # Last-Event-ID (a browser's reconnect) wins over ?since= (a first connection).
     since = request.headers.get("last-event-id") or extra.get("since")
-    hub.subscribe(connection, None, view=view, since=since)
-    return EventStream(hub, connection, svc.write_timeout_s)
+    try:
+        hub.subscribe(connection, None, view=view, since=since)
+    except ViewLimitError as exc:
+        hub.disconnect(connection)
+        return JSONBytes(exc.body(), status_code=exc.status, headers={"Retry-After": str(exc.retry_after)})
+    return EventStream(hub, connection, hub.stall_s)
 
 
 class EventStream(Response):
@@ -87,14 +92,20 @@ class EventStream(Response):
             body = pending[0] if len(pending) == 1 else b"".join(pending)
             pending = None
             connection.deadline = loop.time() + timeout  # the hub's sweeper enforces it
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            except Exception:  # noqa: BLE001 - refused once the stream was ended on the socket (too slow)
+                if connection.closed == "slow":
+                    return
+                raise
             connection.deadline = 0.0
-        if connection.closed == "client":
-            return
+        if connection.closed == "client" or (connection.closed == "slow" and connection.ender is not None):
+            return  # gone, or already ended on the socket (app.streams.direct.ender)
         if connection.transport is not None and connection.transport.is_closing():
-            await _settle()  # dropped for not reading (see Connection.expire)
+            await _settle()  # dropped for not reading (Connection.drop_slow)
             return
-        # Closed by us (shutdown, or a queue past 1 MiB): end the response properly when the client takes it.
+        # Closed by us (shutdown, or too slow on a server we cannot end streams on directly): end the
+        # response properly when the client takes it.
         connection.deadline = loop.time() + min(timeout, 1.0)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         connection.deadline = 0.0

@@ -13,6 +13,7 @@ contract leaves open:
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import anyio
@@ -20,33 +21,47 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import query
+from app.api.limits import ClientLimiter, client_of, retry_after
 from app.sources.values import is_mint
 from app.streams import deflate, direct
 from app.streams.connection import Connection
-from app.streams.hub import Hub
+from app.streams.hub import Hub, ViewLimitError
+
+log = logging.getLogger("app.streams")
 
 MAX_SUBSCRIPTIONS = 20
 MAX_WATCHLIST = 100
 MAX_FRAME = 64 * 1024
+MAX_ID = 64
 CLOSE_OVER_LIMIT, CLOSE_TOO_BIG, CLOSE_SLOW, CLOSE_GOING_AWAY = 1008, 1009, 4008, 1001
+_FIELDS = frozenset({"op", "id", "view", "tokens", "since"})
 
 
 class CommandError(Exception):
-    def __init__(self, code: str, message: str, sub_id: Any = None, param: str | None = None):
+    def __init__(self, code: str, message: str, sub_id: Any = None, param: str | None = None, **extra: Any):
         super().__init__(message)
-        self.code, self.message, self.sub_id, self.param = code, message, sub_id, param
+        self.code, self.message, self.param, self.extra = code, message, param, extra
+        # Echo the id only when it is one a client could have meant (a short string or a small integer).
+        self.sub_id = sub_id if _echoable(sub_id) else None
 
     def frame(self) -> bytes:
         body: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message, "id": self.sub_id}
         if self.param is not None:
             body["param"] = self.param
+        body.update(self.extra)
         return orjson.dumps(body)
+
+
+def _echoable(sub_id: Any) -> bool:
+    if isinstance(sub_id, str):
+        return len(sub_id) <= MAX_ID
+    return isinstance(sub_id, int) and not isinstance(sub_id, bool) and -(2**53) <= sub_id <= 2**53
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     svc = websocket.app.state.service
     hub: Hub = svc.hub
-    connection = hub.connect("ws")
+    connection = hub.connect("ws", client_of(websocket.scope))
     deflate.negotiate(direct.find_server_send(websocket._send))  # compressed frames shared by all subscribers
     await websocket.accept()
     if connection is None:
@@ -54,14 +69,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_writer, websocket, connection, svc.write_timeout_s, tasks.cancel_scope)
-            await _reader(websocket, hub, connection)
+            tasks.start_soon(_writer, websocket, connection, hub.stall_s, tasks.cancel_scope)
+            await _reader(websocket, hub, connection, getattr(svc, "limiter", None))
             tasks.cancel_scope.cancel()
     finally:
         hub.disconnect(connection)
 
 
-async def _reader(websocket: WebSocket, hub: Hub, connection: Connection) -> None:
+async def _reader(websocket: WebSocket, hub: Hub, connection: Connection, limiter: ClientLimiter | None) -> None:
     while True:
         try:
             message = await websocket.receive()
@@ -82,15 +97,29 @@ async def _reader(websocket: WebSocket, hub: Hub, connection: Connection) -> Non
         try:
             if raw is None:
                 raise CommandError("invalid_frame", "send text frames holding one JSON object")
-            reply = handle(hub, connection, raw)
+            reply = handle(hub, connection, raw, limiter)
         except CommandError as exc:
             reply = exc.frame()
         if reply is not None:
             connection.send(reply.decode())
 
 
-def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
-    """One client command; returns a direct reply frame, or None when the hub queued what follows."""
+def handle(hub: Hub, connection: Connection, raw: str, limiter: ClientLimiter | None = None) -> bytes | None:
+    """One client command; returns a direct reply frame, or None when the hub queued what follows.
+
+    Every bad command, whatever its shape, is a `CommandError` (an `error` message; the connection stays):
+    an unforeseen failure too, logged once as the bug it is rather than costing the client its connection.
+    """
+    try:
+        return _handle(hub, connection, raw, limiter)
+    except CommandError:
+        raise
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("a WebSocket command failed unexpectedly: %.200r", raw)
+        raise CommandError("invalid_command", "the command could not be understood") from None
+
+
+def _handle(hub: Hub, connection: Connection, raw: str, limiter: ClientLimiter | None) -> bytes | None:
     try:
         command = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -101,45 +130,59 @@ def handle(hub: Hub, connection: Connection, raw: str) -> bytes | None:
     sub_id = command.get("id")
     if op == "ping":
         return b'{"type":"pong"}'
-    if op not in ("subscribe", "unsubscribe"):
+    if not isinstance(op, str) or op not in ("subscribe", "unsubscribe"):
         raise CommandError("unknown_op", "op must be one of subscribe, unsubscribe, ping", sub_id)
-    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= 64:
-        raise CommandError("invalid_id", "id must be a string of 1 to 64 characters", sub_id if isinstance(sub_id, (str, int)) else None)
+    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= MAX_ID:
+        raise CommandError("invalid_id", f"id must be a string of 1 to {MAX_ID} characters", sub_id)
     if op == "unsubscribe":
         if not hub.unsubscribe(connection, sub_id):
             raise CommandError("unknown_subscription", f"no subscription with id {sub_id!r}", sub_id)
         return None  # no acknowledgement (CONTRACT §6 lists none); nothing more arrives for that id
-    unknown = set(command) - {"op", "id", "view", "tokens", "since"}
+    unknown = set(command) - _FIELDS
     if unknown:
-        raise CommandError("invalid_command", f"unknown field {sorted(unknown)[0]!r}", sub_id)
+        raise CommandError("invalid_command", f"unknown field {sorted(unknown)[0][:60]!r}", sub_id)
     if sub_id not in connection.subs and len(connection.subs) >= MAX_SUBSCRIPTIONS:
         raise CommandError("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
                            sub_id)
     since = command.get("since")
     if since is not None and not isinstance(since, str):
         raise CommandError("invalid_param", "since must be a string '<epoch>:<seq>'", sub_id, "since")
+    view: query.View | None = None
+    tokens: list[str] | None = None
     if "tokens" in command:
         if "view" in command:
             raise CommandError("invalid_command", "give either view or tokens, not both", sub_id)
-        tokens = command["tokens"]
-        if not isinstance(tokens, list) or not 0 < len(tokens) <= MAX_WATCHLIST:
-            raise CommandError("invalid_param", f"tokens must be a list of 1 to {MAX_WATCHLIST} addresses", sub_id,
-                               "tokens")
-        bad = next((t for t in tokens if not is_mint(t)), None)
-        if bad is not None:
-            raise CommandError("invalid_address", f"{str(bad)[:60]!r} is not a base58 address of 32 to 44 characters",
-                               sub_id, "tokens")
-        hub.subscribe(connection, sub_id, tokens=list(dict.fromkeys(tokens)), since=since)
-        return None
-    view_params = command.get("view", {})
-    if not isinstance(view_params, dict):
-        raise CommandError("invalid_param", "view must be an object of view parameters", sub_id, "view")
+        tokens = _watchlist(command["tokens"], sub_id)
+    else:
+        view_params = command.get("view", {})
+        if not isinstance(view_params, dict):
+            raise CommandError("invalid_param", "view must be an object of view parameters", sub_id, "view")
+        try:
+            view = query.parse_view(view_params)
+        except query.QueryError as exc:
+            raise CommandError(exc.code, exc.message, sub_id, exc.param) from None
+    if limiter is not None:
+        wait = limiter.take(connection.client)
+        if wait:
+            raise CommandError("rate_limited", f"too many requests from this client; retry in {retry_after(wait)} s",
+                               sub_id, retry_after=retry_after(wait))
     try:
-        view = query.parse_view(view_params)
-    except query.QueryError as exc:
-        raise CommandError(exc.code, exc.message, sub_id, exc.param) from None
-    hub.subscribe(connection, sub_id, view=view, since=since)
+        hub.subscribe(connection, sub_id, view=view, tokens=tokens, since=since)
+    except ViewLimitError as exc:
+        raise CommandError(exc.code, exc.message, sub_id, retry_after=exc.retry_after) from None
     return None
+
+
+def _watchlist(tokens: object, sub_id: str) -> list[str]:
+    if not isinstance(tokens, list) or not 0 < len(tokens) <= MAX_WATCHLIST:
+        raise CommandError("invalid_param", f"tokens must be a list of 1 to {MAX_WATCHLIST} addresses", sub_id,
+                           "tokens")
+    for token in tokens:
+        if not is_mint(token):
+            shown = repr(token[:60]) if isinstance(token, str) else orjson.dumps(token)[:60].decode(errors="replace")
+            raise CommandError("invalid_address", f"{shown} is not a base58 address of 32 to 44 characters", sub_id,
+                               "tokens")
+    return list(dict.fromkeys(tokens))
 
 
 async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float,
@@ -166,7 +209,7 @@ async def _writer(websocket: WebSocket, connection: Connection, write_timeout: f
         return
     reason = connection.closed
     if connection.transport is not None and connection.transport.is_closing():
-        return  # dropped for not reading (Connection.expire): no close frame can get through
+        return  # ended on the socket (app.streams.direct.ender: close 4008), or dropped: nothing more to send
     if reason == "slow":
         await _close(websocket, CLOSE_SLOW, "too slow to keep up")
     elif reason == "shutdown":
