@@ -130,7 +130,8 @@ def uvicorn_options(settings: Settings) -> tuple[Settings, dict[str, Any]]:
         log.warning("MAX_CONNECTIONS=%d lowered to %d: the open-file limit allows %d connections",
                     settings.max_connections, streams, capacity)
         settings = settings.with_(max_connections=streams)
-    options: dict[str, Any] = {"timeout_keep_alive": KEEP_ALIVE_S,
+    # The protocols chosen explicitly: the stream fast path (app.streams.direct) knows these two.
+    options: dict[str, Any] = {"ws": "websockets-sansio", "timeout_keep_alive": KEEP_ALIVE_S,
                                "h11_max_incomplete_event_size": settings.max_header_bytes}
     if httptools is not None:
         options["http"] = protocol(Edge.from_settings(settings, capacity))

@@ -35,6 +35,8 @@ from app.sources.client import UpstreamClient
 from app.sources.values import iso
 from app.store.base import CycleSummary, Store, Version
 from app.store.factory import BackendFactory, open_backend
+from app.streams.fastpath import availability
+from app.streams.fastpath import report as report_fast_path
 from app.streams.hub import Hub
 
 
@@ -173,9 +175,14 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
         cache_bytes = int(settings.query_cache_mb * (1 << 20))
         views, hot = ViewCache(cache_bytes), HotPages(max_bytes=cache_bytes // 4)
         metrics.query_cache_bytes.set_function(lambda: views.bytes + hot.bytes)
+        fast = availability()
+        report_fast_path(fast)
         hub = Hub(store, metrics, settings.max_connections, settings.heartbeat_s,
                   direct_writes=options.direct_writes, max_views=settings.max_views,
                   max_views_per_client=settings.max_views_per_client, views=views)
+        for kind, ok in fast.items():
+            metrics.fast_path.labels(kind).set(1 if ok else 0)
+            metrics.direct_writes.labels(kind).set_function(lambda kind=kind: hub.written_directly[kind])
         ingest = Ingest(settings, store, clients, history=history, snapshots=snapshots, watched=hub.watched,
                         handover=backend.handover,
                         on_cycle=lambda report: metrics.cycle.observe(report.duration_s))

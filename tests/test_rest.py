@@ -157,3 +157,13 @@ async def test_if_none_match_takes_lists_and_weak_tags_and_a_token_gives_304_whi
 
     hot = await wait_for(page_and_repeat, timeout=10, message="two requests within one version")
     assert hot.status_code == 304
+
+
+async def test_metrics_say_whether_the_stream_fast_path_is_on_and_what_it_wrote(service):
+    client, _ = service
+    text = (await client.get("/metrics")).text
+    # The tests run on the pinned uvicorn, where the direct writers work for both kinds.
+    assert 'stream_fast_path_available{kind="sse"} 1.0' in text
+    assert 'stream_fast_path_available{kind="ws"} 1.0' in text
+    assert 'stream_deltas_written_directly{kind="sse"}' in text
+    assert 'upstream_items_skipped{source="dexscreener"}' in text

@@ -28,8 +28,12 @@ class Metrics:
                                        ["kind"], registry=r)
         self.query_cache_bytes = Gauge("query_cache_bytes", "Bytes held by the query cache and the hot first pages",
                                        registry=r)
-        self.skipped_items = Counter("upstream_items_skipped_total", "Malformed upstream items skipped",
-                                     ["source"], registry=r)
+        self.skipped_items = Gauge("upstream_items_skipped", "Malformed upstream items skipped since the leader "
+                                   "started, by source (from its cycle summary)", ["source"], registry=r)
+        self.fast_path = Gauge("stream_fast_path_available", "1 where live deltas can be written straight onto "
+                               "the server's transport (app.streams.direct), by connection kind", ["kind"], registry=r)
+        self.direct_writes = Gauge("stream_deltas_written_directly", "Live deltas the fast path wrote since start, "
+                                   "by connection kind", ["kind"], registry=r)
 
     def observe_call(self, source: str, status: str, seconds: float) -> None:
         self.upstream_calls.labels(source, status).inc()

@@ -116,6 +116,9 @@ async def metrics(request: Request) -> Response:
     svc = service(request)
     svc.metrics.tokens.set(len(svc.store.latest().records))
     svc.metrics.seq.set(svc.store.latest().seq)
+    summary = svc.store.summary()
+    for source, entry in (summary.sources.items() if summary is not None else ()):
+        svc.metrics.skipped_items.labels(source).set(entry.get("skipped_items") or 0)
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
