@@ -47,6 +47,13 @@ environment variables (a .env file in the working directory is read too; flags w
   MAX_CONNECTIONS         open SSE and WebSocket connections per process (10000)
   LOG_LEVEL               critical, error, warning, info, debug or trace (info)
   LOG_FORMAT              text, or json: one JSON object per line for platforms that index logs (text)
+  MAX_VIEWS               distinct stream views (channels) open in one process (1000)
+  MAX_VIEWS_PER_CLIENT    distinct stream views one client address may hold open (100)
+  CLIENT_RATE_LIMIT       requests per second per client address (0: no limit) (50)
+  CLIENT_RATE_BURST       requests a client may make at once before its rate applies (200)
+  QUERY_CACHE_MB          memory for cached indexes, filtered views and pages of every held version together (64)
+  REQUEST_TIMEOUT_S       time to receive a whole request (headers and body) (10)
+  MAX_HEADER_BYTES        request line plus headers (16384)
 
 docs/API.md in the repository describes the API; README.md how to deploy."""
 

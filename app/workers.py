@@ -78,6 +78,10 @@ def serve_workers(settings: Settings) -> int:
     log.info("serving on %s:%d with %d worker processes", settings.host, settings.port, settings.web_concurrency)
     # The same server options as the single-process path in app.__main__, the HTTP edge's limits included.
     settings, edge_options = edge.uvicorn_options(settings)
+    # Workers are spawned processes: they name the edge protocol by import path and build it from the
+    # environment (a class made at run time cannot be handed to them).
+    if "http" in edge_options:
+        edge_options["http"] = "app.edge:EdgeProtocol"
     uvicorn.run("app.workers:worker_app", factory=True, host=settings.host, port=settings.port,
                 workers=settings.web_concurrency, log_level=settings.log_level, access_log=False,
                 timeout_graceful_shutdown=3, lifespan="on", ws_max_size=64 * 1024, **edge_options)
