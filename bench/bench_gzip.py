@@ -68,6 +68,7 @@ async def load(port: int, path: str, accept: str, seconds: float) -> dict[str, f
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head[:40]
             length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length")))
             await reader.readexactly(length)
@@ -83,7 +84,8 @@ async def load(port: int, path: str, accept: str, seconds: float) -> dict[str, f
 
 def main(seconds: float = 10.0) -> None:
     with tempfile.TemporaryDirectory() as data:
-        process = DemoProcess(Path(data), REFRESH_INTERVAL_S="10", LOG_LEVEL="warning", ALERT_PRICE_PCT="1")
+        process = DemoProcess(Path(data), REFRESH_INTERVAL_S="10", LOG_LEVEL="warning", ALERT_PRICE_PCT="1",
+                              CLIENT_RATE_LIMIT="0")  # one load generator, many requests: not a client to limit
         process.start()
         try:
             time.sleep(12)  # a refresh or two: alerts to list, the universe filled in
