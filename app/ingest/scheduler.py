@@ -3,7 +3,8 @@
 Each cycle (every REFRESH_INTERVAL_S): one cheap probe to an upstream whose circuit is half open;
 discovery when due (app.ingest.discovery); each source's refresh of the most active, most stale tokens
 (app.ingest.refresh_*, one strategy per upstream) and daily candles (app.ingest.candles), each from its
-share of the budget (app.ingest.allowance); the cycle's SOL/USD price; the tokens touched merged and
+share of the budget (app.ingest.allowance); the cycle's SOL/USD quote, adopted as the rate only when it moved more
+than 0.1% (app.ingest.figures; a new rate re-merges every tracked token); the tokens touched merged and
 committed as one version, and one info line saying what the cycle did. After each commit the history is
 sampled when due and the snapshot saved now and then, so a restart serves the last records at once.
 """
@@ -25,6 +26,7 @@ from app.history import History, SnapshotStore
 from app.ingest import discovery
 from app.ingest.allowance import Budget, budget
 from app.ingest.candles import SevenDay
+from app.ingest.figures import rate_to_adopt, with_rate
 from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
 from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
@@ -71,8 +73,9 @@ class Ingest:
         self.store = store
         self.clients = dict(clients)
         self.tokens: dict[str, TokenState] = {}
-        self.sol_usd: float | None = None
-        self.sol_usd_at: float | None = None
+        self.sol_usd: float | None = None  # the adopted SOL/USD rate: every record's *_sol figures use it
+        self.sol_usd_at: float | None = None  # when it was adopted
+        self.sol_quote: float | None = None  # the latest rate read from the upstreams
         self.last_discovery: float | None = None
         self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
         self.skipped_items: dict[str, int] = {source: 0 for source in clients}
@@ -143,7 +146,7 @@ class Ingest:
         await self._each_source(self._refresh, report)
         if self.sol_quotes:
             source = next(s for s in SOL_PREFERENCE if s in self.sol_quotes)
-            self.sol_usd, self.sol_usd_at = self.sol_quotes[source], now
+            report.sol_usd = self.take_sol_quote(self.sol_quotes[source], now)
         await self.seven_day.update(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
@@ -173,6 +176,15 @@ class Ingest:
         async with anyio.create_task_group() as group:
             for source in self.clients:
                 group.start_soon(guarded, source)
+
+    def take_sol_quote(self, quote: float, now: float) -> float | None:
+        """The cycle's SOL/USD quote: adopted as the rate when it differs from the adopted one by more than
+        0.1% (CONTRACT §2), else only noted. Returns the newly adopted rate, or None."""
+        self.sol_quote = quote
+        rate = rate_to_adopt(self.sol_usd, quote)
+        if rate is not None:
+            self.sol_usd, self.sol_usd_at = rate, now
+        return rate
 
     # ---- calls, with shape errors counted --------------------------------------------------------
 
@@ -313,11 +325,19 @@ class Ingest:
     # ---- merge and commit ----------------------------------------------------------------------
 
     def merge_dirty(self, now: float) -> tuple[dict[str, Record], list[str]]:
-        """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS."""
+        """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS.
+
+        When the adopted SOL/USD rate is not the latest version's, every record changes: every tracked
+        token is merged again, and a record kept as it is (restored, not yet refreshed) gets its *_sol
+        figures at the new rate, so every record of a version uses that version's rate."""
         removals = self._trim()
         upserts: dict[str, Record] = {}
         updated_at = iso(now)
         held: set[str] = set()
+        base = self.store.latest()
+        rerate = self.sol_usd is not None and self.sol_usd != base.sol_usd and bool(base.records)
+        if rerate:
+            self._dirty.update(self.tokens)
         for mint in self._dirty:
             state = self.tokens.get(mint)
             if state is None:
@@ -332,6 +352,11 @@ class Ingest:
             if record is not None:
                 upserts[mint] = record
         self._dirty = held
+        if rerate:
+            gone = set(removals)
+            for address, record in base.records.items():
+                if address not in upserts and address not in gone:
+                    upserts[address] = with_rate(record, self.sol_usd, updated_at)
         return upserts, removals
 
     def _holds_restored(self, state: TokenState, now: float) -> bool:
@@ -463,6 +488,7 @@ class Ingest:
         changes = changeset(self.store.latest(), snapshot.records, committed_at=now, sol_usd=snapshot.sol_usd)
         if changes is None:
             return False
+        self.sol_usd = snapshot.sol_usd  # the rate of the restored records (a quote moved past 0.1% replaces it)
         version = await self.store.commit(changes, self._token())
         self.stale = True
         self._snapshot_tag = version.tag
