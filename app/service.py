@@ -45,6 +45,12 @@ class Service:
         self.hot = HotPages(max_bytes=budget // 4)
         self.limiter = ClientLimiter(self.settings.client_rate_limit, self.settings.client_rate_burst)
         self.metrics.query_cache_bytes.set_function(lambda: self.views.bytes + self.hot.bytes)
+        self.store.listen(self._retire)
+
+    def _retire(self, version: Any) -> None:
+        """A new version: cached queries of versions long gone are let go even when no query comes."""
+        self.views.retire(version)
+        self.views.evicted += self.hot.retire(version.epoch, version.seq)
 
     def health(self) -> dict[str, Any]:
         now = time.time()

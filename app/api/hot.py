@@ -40,6 +40,13 @@ class HotPages:
             self.pages[query_string] = (time.monotonic(), body, etag.encode())
             self.bytes += size
 
+    def retire(self, epoch: str, seq: int) -> int:
+        """A new version: the pages of another are useless now; returns the bytes let go."""
+        if (seq, epoch) == (self.seq, self.epoch) or not self.pages:
+            return 0
+        released, self.pages, self.bytes = self.bytes, {}, 0
+        return released
+
     def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[bytes, bytes] | None:
         if seq != self.seq or epoch != self.epoch:
             return None
