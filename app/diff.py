@@ -10,8 +10,8 @@ live feed (previous version to new), catch-up for a slow client (last delivered 
 
 What a delta means (the stream promise, to be copied into the user docs)
 -----------------------------------------------------------------------
-A delta `{"epoch", "seq", "prev_seq", "upsert", "remove", "order"?}` takes a view from its rows at
-`prev_seq` to its rows at `seq`:
+A delta `{"epoch", "seq", "prev_seq", "upsert", "remove", "order"?, "sol_usd"?}` takes a view from its
+rows (and rate) at `prev_seq` to its rows at `seq`:
 
 - `remove`: addresses that were in the view at `prev_seq` and are not at `seq`;
 - `upsert`: for a row new to the view, the whole record; for a row that stays, `token_address` and only
@@ -20,6 +20,8 @@ A delta `{"epoch", "seq", "prev_seq", "upsert", "remove", "order"?}` takes a vie
   into its row (`apply` below); rows that did not change are absent;
 - `order`: present exactly when the order or the membership changed: every address of the view at
   `seq`, in view order. When it is absent, the order is the previous one less the removed rows.
+- `sol_usd`: present exactly when the two versions' SOL/USD rates differ (a rate change is a change
+  of what the client holds: a delta goes out for it even where no row changed).
 
 `prev_seq` is the version the delta was computed from. It is not necessarily the seq of the previous
 event the client received: versions that leave a view unchanged send it nothing, so the next delta's
@@ -111,17 +113,20 @@ def delta(old: Version, old_rows: list[str], new: Version, new_rows: list[str]) 
     new_set = set(new_rows)
     remove = [address for address in old_rows if address not in new_set]
     reordered = new_rows != old_rows
-    if not upsert and not remove and not reordered:
+    rerated = new.sol_usd != old.sol_usd
+    if not upsert and not remove and not reordered and not rerated:
         return None
     body: dict[str, Any] = {"epoch": new.epoch, "seq": new.seq, "prev_seq": old.seq, "upsert": upsert,
                             "remove": remove}
     if reordered:
         body["order"] = new_rows
+    if rerated:
+        body["sol_usd"] = new.sol_usd
     return body
 
 
 def snapshot(version: Version, rows: list[str], view: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": version.epoch, "seq": version.seq, "view": view,
+    return {"epoch": version.epoch, "seq": version.seq, "sol_usd": version.sol_usd, "view": view,
             "rows": [version.records[address] for address in rows]}
 
 
@@ -137,7 +142,8 @@ def deep_merge(target: dict[str, Any], item: dict[str, Any]) -> None:
 
 
 def apply(rows: list[Record], change: dict[str, Any]) -> list[Record]:
-    """What a client does with a delta (used by tests and documented for users)."""
+    """What a client does with a delta's rows (used by tests and documented for users); a client also
+    takes the delta's `sol_usd`, when present, as the rate."""
     by_address = {row["token_address"]: dict(row) for row in rows}
     for address in change.get("remove", ()):
         by_address.pop(address, None)

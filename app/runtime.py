@@ -175,6 +175,13 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
         cache_bytes = int(settings.query_cache_mb * (1 << 20))
         views, hot = ViewCache(cache_bytes), HotPages(max_bytes=cache_bytes // 4)
         metrics.query_cache_bytes.set_function(lambda: views.bytes + hot.bytes)
+
+        def retire(version: Version) -> None:
+            """A new version: cached queries of versions long gone are let go even when no query comes."""
+            views.retire(version)
+            views.evicted += hot.retire(version.epoch, version.seq)
+
+        stack.callback(store.listen(retire))
         fast = availability()
         report_fast_path(fast)
         hub = Hub(store, metrics, settings.max_connections, settings.heartbeat_s,

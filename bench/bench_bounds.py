@@ -36,10 +36,15 @@ from soak import histogram_max_p99, parse_metrics, rss_mb  # noqa: E402
 HEALTH_FROM = "127.0.0.2"
 
 
-async def health_sampler(host: str, port: int, stop: asyncio.Event, latencies: list[float]) -> None:
+async def health_sampler(host: str, port: int, stop: asyncio.Event, latencies: list[float],
+                         rest: list[float] | None = None) -> None:
+    """/health 4 times a second (and a REST first page after each, into `rest`), from another address."""
     while not stop.is_set():
         status, _, took = await abuse.http_get(host, port, "/health", HEALTH_FROM)
         latencies.append(took if status == 200 else float("inf"))
+        if rest is not None:
+            status, _, took = await abuse.http_get(host, port, "/api/tokens?limit=5&sort=liquidity", HEALTH_FROM)
+            rest.append(took if status == 200 else float("inf"))
         await asyncio.sleep(0.25)
 
 
@@ -84,8 +89,9 @@ async def run(scenario: str, fd_limit: int | None, idle_s: float) -> None:
         stop.set()
         await sampler
         latencies: list[float] = []
+        rest: list[float] = []
         stop = asyncio.Event()
-        sampler = asyncio.create_task(health_sampler("127.0.0.1", port, stop, latencies))
+        sampler = asyncio.create_task(health_sampler("127.0.0.1", port, stop, latencies, rest))
         started = time.monotonic()
         report: Any
         if scenario in ("views", "views-spread"):
@@ -108,10 +114,11 @@ async def run(scenario: str, fd_limit: int | None, idle_s: float) -> None:
         print(f"  attacker got: {report}")
         print(f"  /health from another address, before: {quantiles(baseline)}")
         print(f"  /health from another address, during: {quantiles(latencies)}")
+        print(f"  REST first page from another address, during: {quantiles(rest)}")
         print(f"  event-loop lag during: p99 <= {lag[0] * 1000:.0f} ms, max <= {lag[1] * 1000:.0f} ms")
         print(f"  RSS: before {rss_before:.0f} MB, at the end {rss_end:.0f} MB, "
               f"after {idle_s:.0f} s idle {rss_idle:.0f} MB")
-        dropped = sum(v for k, v in after.items() if k.startswith("stream_dropped_slow"))
+        dropped = sum(v for k, v in after.items() if k.startswith("stream_dropped_slow_clients_total"))
         print(f"  dropped as too slow: {dropped:.0f}")
     finally:
         server.send_signal(signal.SIGTERM)

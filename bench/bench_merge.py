@@ -7,15 +7,18 @@ orjson, detect alerts) and its commit (`MemoryStore.commit`: the new version, re
 hold). Taking the new observations (`TokenState.add_pool`) is
 part of the ingest, not of that figure; it is reported on its own line. Scenarios:
 
-- worst: every token refreshed and every record really changed (prices and all windows move, and the
-  SOL price moves too);
+- worst: every token refreshed and every record really changed (prices and all windows move, and a new
+  SOL/USD rate is adopted);
 - realistic: 3/4 of the tokens refreshed (1,500 of 2,000: about what the default budgets allow per
   10 s cycle), half of them with new figures, half with the very same figures in new objects (as the
   parsers make them from an unchanged answer), in a cycle where the SOL price did not move: half the
   records change;
-- realistic, SOL price moved: the same where the SOL price moved, so every refreshed record changes
-  (its *_sol figures). This is the usual cycle: Jupiter's price call, which gives the SOL price, asks
-  for a different batch of tokens each cycle, so it is never answered from the cache.
+- realistic, SOL quote moved under 0.1%: the same where the SOL price read moved by less than 0.1%, so
+  the adopted rate stays (CONTRACT §2) and again half the refreshed records change. This is the usual
+  cycle: Jupiter's price call, which gives the SOL price, asks for a different batch of tokens each
+  cycle, so it is never answered from the cache, and the price read moves a little every time;
+- realistic, new SOL rate adopted: the same where the price read moved by more than 0.1% since the
+  adopted rate, which is adopted: every tracked token is merged again and every record changes.
 
 Refreshed tokens are touched in a random order, as upstream batches arrive in priority order, not in
 tracking order. The store's clock advances 10 s per cycle, so versions older than its 330 s hold are
@@ -129,7 +132,7 @@ def setup(n: int, rng: random.Random, now: float) -> tuple[Ingest, MemoryStore, 
                                            rng.uniform(0, 1e6), rng.uniform(0, 1e8), rng.uniform(0, 1e8),
                                            now - rng.uniform(0, 1e6), None, stats(rng)))
         state.infos["jupiter"] = TokenInfo("jupiter", mint, now, "Name", "TKN", None, 0.1, 1e5, 1e6, 1e6)
-    ingest.sol_usd = 150.0
+    ingest.take_sol_quote(150.0, now)
     ingest._dirty.update(ingest.tokens)
     commit(ingest, store, token, now)  # the first commit: every token new
     return ingest, store, token, clock
@@ -142,7 +145,8 @@ def summary(label: str, part: list[float]) -> str:
             f"min {ordered[0]:5.1f}  max {ordered[-1]:5.1f}")
 
 
-def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_moves: bool) -> None:
+def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_move: str) -> None:
+    """`sol_move`: "none", "noise" (the quote moves under 0.1%: not adopted) or "adopted" (over it)."""
     rng = random.Random(1)
     now = time.time()
     ingest, store, token, clock = setup(n, rng, now)
@@ -152,8 +156,12 @@ def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_move
         now += INTERVAL_S
         clock[0] = now
         observations, moved = refresh(ingest, rng, now, refreshed, changed)
-        if sol_moves:
-            ingest.sol_usd *= rng.uniform(0.999, 1.001)
+        adopted = None
+        if sol_move == "noise":
+            adopted = ingest.take_sol_quote(ingest.sol_usd * rng.uniform(0.9995, 1.0005), now)
+        elif sol_move == "adopted":
+            adopted = ingest.take_sol_quote(ingest.sol_usd * rng.choice((0.995, 1.005)), now)
+            assert adopted is not None
         started = time.process_time()
         for state, pool in observations:  # the ingest's part
             state.add_pool(pool)
@@ -163,7 +171,7 @@ def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_move
         timings.append((time.process_time() - taken) * 1000)
         alerts.append(len(version.alerts) if version is not None else 0)
         taking.append((taken - started) * 1000)
-        expected = refreshed if sol_moves else moved
+        expected = n if adopted is not None else moved
         assert version is not None and len(version.changed) == expected, (len(version.changed), expected)
     share = "all" if changed == 1 else f"~{changed:.0%}"
     print(f"{name}: {n} tokens, {refreshed} refreshed, {share} with new figures (CPU ms per cycle)")
@@ -176,9 +184,10 @@ def run(name: str, n: int, cycles: int, refreshed: int, changed: float, sol_move
 
 
 def main(n: int = 2000, cycles: int = 60) -> None:
-    run("worst", n, cycles, refreshed=n, changed=1.0, sol_moves=True)
-    run("realistic", n, cycles, refreshed=n * 3 // 4, changed=0.5, sol_moves=False)
-    run("realistic, SOL price moved", n, cycles, refreshed=n * 3 // 4, changed=0.5, sol_moves=True)
+    run("worst", n, cycles, refreshed=n, changed=1.0, sol_move="adopted")
+    run("realistic", n, cycles, refreshed=n * 3 // 4, changed=0.5, sol_move="none")
+    run("realistic, SOL quote moved under 0.1%", n, cycles, refreshed=n * 3 // 4, changed=0.5, sol_move="noise")
+    run("realistic, new SOL rate adopted", n, cycles, refreshed=n * 3 // 4, changed=0.5, sol_move="adopted")
 
 
 if __name__ == "__main__":

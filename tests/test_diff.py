@@ -66,12 +66,16 @@ def records(draw: Any, address: str) -> dict[str, Any]:
     }
 
 
+RATES = [150.0, 150.0, 150.0, 152.5, None]  # the SOL/USD rate of a commit: mostly unchanged
+
+
 @st.composite
-def steps(draw: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """One commit: a few upserts (new records, changed ones, unchanged ones) and removals."""
+def steps(draw: Any) -> tuple[dict[str, dict[str, Any]], list[str], float | None]:
+    """One commit: a few upserts (new records, changed ones, unchanged ones), removals, and its rate (a
+    new rate alone makes a version too)."""
     upserts = {a: draw(records(a)) for a in draw(st.lists(st.sampled_from(ADDRESSES), max_size=6, unique=True))}
     removals = draw(st.lists(st.sampled_from(ADDRESSES), max_size=3, unique=True))
-    return upserts, removals
+    return upserts, removals, draw(st.sampled_from(RATES))
 
 
 VIEW_PARAMS = st.fixed_dictionaries({}, optional={
@@ -146,11 +150,11 @@ def client_apply(rows: list[dict[str, Any]], change: dict[str, Any]) -> list[dic
     return [by_address[address] for address in order]
 
 
-def run_history(store: WritableStore, clock: Clock, history: list[tuple[dict, list]]) -> list[Version]:
+def run_history(store: WritableStore, clock: Clock, history: list[tuple[dict, list, float | None]]) -> list[Version]:
     versions = [store.latest()]
-    for upserts, removals in history:
+    for upserts, removals, sol_usd in history:
         clock.tick()
-        version = store.apply(upserts, removals)
+        version = store.apply(upserts, removals, sol_usd=sol_usd)
         if version is not None:
             versions.append(version)
     return versions
@@ -169,37 +173,41 @@ def test_deltas_applied_to_the_snapshot_reproduce_the_view_at_every_seq(history,
     for view in view_list:
         first = versions[0]
         rows = diff.view_rows(first, view)
-        client = wire(diff.snapshot(first, rows, view.as_dict()))["rows"]
-        assert client == expected(first, view)
+        start = wire(diff.snapshot(first, rows, view.as_dict()))
+        client, rate = start["rows"], start["sol_usd"]
+        assert client == expected(first, view) and rate == first.sol_usd
         last_seq = first.seq
         previous, previous_rows = first, rows
         for version in versions[1:]:
             new_rows = diff.view_rows(version, view)
             change = diff.delta(previous, previous_rows, version, new_rows)
             if change is None:
-                # No delta exactly when the view did not change.
-                assert expected(version, view) == expected(previous, view)
+                # No delta exactly when the view (rows and rate) did not change.
+                assert expected(version, view) == expected(previous, view) and version.sol_usd == previous.sol_usd
             else:
                 change = wire(change)
                 assert change["prev_seq"] >= last_seq and change["seq"] == version.seq
                 assert ("order" in change) == (new_rows != previous_rows)
                 for item in change["upsert"]:
                     assert "token_address" in item
+                assert ("sol_usd" in change) == (version.sol_usd != previous.sol_usd)
                 before = client
                 client = client_apply(client, change)
+                rate = change.get("sol_usd", rate)
                 assert diff.apply(before, change) == client
                 last_seq = version.seq
-            assert client == expected(version, view)
+            assert client == expected(version, view) and rate == version.sol_usd
             previous, previous_rows = version, new_rows
         # A resume from any held seq lands on the latest state.
         latest = versions[-1]
         base = data.draw(st.sampled_from(versions))
         change = diff.delta(base, diff.view_rows(base, view), latest, diff.view_rows(latest, view))
-        resumed = expected(base, view)
+        resumed, rate = expected(base, view), base.sol_usd
         if change is not None:
             assert change["prev_seq"] == base.seq
             resumed = client_apply(resumed, wire(change))
-        assert resumed == expected(latest, view)
+            rate = change.get("sol_usd", rate)
+        assert resumed == expected(latest, view) and rate == latest.sol_usd
 
 
 def test_a_row_new_to_the_view_comes_whole_and_a_changed_row_with_only_its_changed_fields():
@@ -268,6 +276,7 @@ class Client:
         self.store, self.view = store, view
         self.rows: list[dict[str, Any]] | None = None
         self.seq: int | None = None
+        self.sol_usd: float | None = None
 
     def check_id(self, tag: str | None) -> None:
         """Every event id names a version whose view is what the client holds."""
@@ -276,19 +285,22 @@ class Client:
         epoch, seq = tag.split(":")
         assert epoch == "e"
         assert self.rows == expected(self.store.get(int(seq)), self.view), tag
+        assert self.sol_usd == self.store.get(int(seq)).sol_usd, tag
 
     def on(self, event: dict[str, Any]) -> None:
         kind, data = event["event"], event["data"]
         if kind == "snapshot":
-            self.rows, self.seq = data["rows"], data["seq"]
+            self.rows, self.seq, self.sol_usd = data["rows"], data["seq"], data["sol_usd"]
             assert data["view"] == self.view.as_dict()
         elif kind == "delta":
             assert self.rows is not None and data["prev_seq"] >= self.seq
             self.rows, self.seq = diff.apply(self.rows, data), data["seq"]
+            self.sol_usd = data.get("sol_usd", self.sol_usd)
         elif kind == "heartbeat":
             assert self.seq is not None and data["seq"] >= self.seq
         if self.seq is not None:
             assert self.rows == expected(self.store.get(self.seq), self.view)
+            assert self.sol_usd == self.store.get(self.seq).sol_usd
         self.check_id(event["id"])
 
 
@@ -305,7 +317,7 @@ def test_through_the_hub_with_random_draining_a_client_always_holds_the_view_of_
     client = Client(store, view)
     for step, drain, beat in zip(history, drains, beats):
         clock.tick()
-        store.apply(*step)
+        store.apply(step[0], step[1], sol_usd=step[2])
         if beat:
             hub.heartbeat()
         if drain:
@@ -336,6 +348,7 @@ def test_a_resume_from_any_held_seq_is_one_bridging_delta_to_the_latest_view(his
     assert change["prev_seq"] == base.seq and change["seq"] == store.latest().seq
     assert events[0]["id"] == f"e:{store.latest().seq}"
     assert diff.apply(expected(base, view), change) == expected(store.latest(), view)
+    assert change.get("sol_usd", base.sol_usd) == store.latest().sol_usd
 
 
 @pytest.mark.parametrize("since", ["garbage", "other:1", "e:99", "e:-1", "e:", ":", "e:1:2", "e:²", "", None])

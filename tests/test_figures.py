@@ -14,11 +14,16 @@ never from the service's own parsers or merge:
   the main pool (most liquidity) gives the price, pair address, creation time, protocol and the price
   changes; market cap and FDV fall back main pool -> Jupiter -> GeckoTerminal (never market cap from FDV);
 - only a token with no pool anywhere takes Jupiter's token-level figures;
-- every `*_sol` figure is the USD figure over one SOL/USD price read from the upstreams;
+- every `*_sol` figure is the (rounded) USD figure over the adopted SOL/USD rate (/health's `sol_usd`),
+  which is a price read from the upstreams;
 - `sources` is ordered dexscreener, geckoterminal, jupiter and names exactly the upstreams used.
 
-Floats are compared with rel 1e-9 only because sums may be added in another order; everything else is
-exact. A check that fails because of a service bug is marked xfail(strict=True) with the bug named.
+Figures are rounded by the service (CONTRACT §2): a USD amount must be on the cent grid and within half a
+cent of the market's, a percent change likewise on the hundredth, a price within half a unit of its 10th
+significant digit (and have no more digits), a `*_sol` figure within the rounding of its USD figure over
+the rate plus half a unit of its own 10th digit. On top of that, rel 1e-9 only because sums may be added
+in another order; everything else is exact. A check that fails because of a service bug is marked
+xfail(strict=True) with the bug named.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ SOURCES = ("dexscreener", "geckoterminal", "jupiter")
 WINDOWS = (("5m", "m5"), ("1h", "h1"), ("6h", "h6"), ("24h", "h24"))
 STAT_KEYS = ("volume_usd", "volume_sol", "price_change", "buys", "sells")
 REL = 1e-9
+SIG = 5e-10  # half a unit of the 10th significant digit, relative
 
 # CONTRACT §2: one display name per DEX, whichever upstream reported the pool.
 DISPLAY = {
@@ -66,6 +72,8 @@ TOP_FIELDS = (
 )
 STAT_FIELDS = tuple(f"stats.{w}.{k}" for w, _ in WINDOWS for k in STAT_KEYS)
 ALL_FIELDS = (*TOP_FIELDS, *STAT_FIELDS, "sources")
+CENT_FIELDS = frozenset({"liquidity_usd", "market_cap_usd", "fdv_usd", "price_1hr_change",
+                         *(f"stats.{w}.{k}" for w, _ in WINDOWS for k in ("volume_usd", "price_change"))})
 # *_sol field -> the USD field it is derived from
 SOL_OF = {"price_sol": "price_usd", "market_cap_sol": "market_cap_usd", "liquidity_sol": "liquidity_usd",
           "volume_sol": "stats.24h.volume_usd",
@@ -358,31 +366,52 @@ def get(record: dict, path: str) -> Any:
     return value
 
 
-def record_sol_usd(record: dict) -> float | None:
-    """The SOL/USD price this record's *_sol figures were made with."""
-    for sol_field, usd_field in SOL_OF.items():
-        usd, sol = get(record, usd_field), get(record, sol_field)
-        if isinstance(usd, (int, float)) and isinstance(sol, (int, float)) and usd > 0 and sol > 0:
-            return usd / sol
+def on_grid(value: float, rule: str) -> bool:
+    """Whether a figure has no more digits than its rounding keeps."""
+    if rule == "cents":
+        return round(value, 2) == value
+    return float(f"{value:.10g}") == value
+
+
+def rule_of(name: str) -> str | None:
+    """How the service rounds a field: "cents" (2 decimals), "sig10" (10 significant digits), None (exact)."""
+    if name in CENT_FIELDS:
+        return "cents"
+    if name == "price_usd" or name in SOL_OF:
+        return "sig10"
     return None
 
 
-def _same(actual: Any, expected: Any) -> bool:
+def _same(actual: Any, expected: Any, rule: str | None = None, slack: float = 0.0) -> bool:
+    """`actual` is `expected` as the service rounds it (`rule`), give or take `slack` (absolute) more."""
     if isinstance(expected, OneOf):
-        return any(_same(actual, v) for v in expected.values)
+        return any(_same(actual, v, rule, slack) for v in expected.values)
     if expected is None or actual is None:
         return actual is None and expected is None
     if isinstance(expected, bool) or isinstance(actual, bool):
         return False
-    if isinstance(expected, int) and not isinstance(expected, bool):
+    if isinstance(expected, int) and not isinstance(expected, bool) and rule is None:
         return isinstance(actual, int) and actual == expected
-    if isinstance(expected, float):
-        return isinstance(actual, (int, float)) and math.isclose(actual, expected, rel_tol=REL, abs_tol=0.0)
+    if isinstance(expected, (int, float)):
+        if not isinstance(actual, (int, float)):
+            return False
+        if rule is not None and not on_grid(actual, rule):
+            return False
+        bound = REL * abs(expected) + slack
+        bound += 0.005 if rule == "cents" else SIG * abs(expected) if rule == "sig10" else 0.0
+        return abs(actual - expected) <= bound * (1 + 1e-12)
     return actual == expected
 
 
-def mismatches(record: dict, exp: Expect, fields: Iterable[str]) -> list[str]:
-    sol = record_sol_usd(record)
+def sol_slack(usd_rule: str | None, usd: float, sol_usd: float) -> float:
+    """How far a `*_sol` figure may be from the market's USD figure over the rate before its own rounding:
+    the service divides its rounded USD figure (CONTRACT §2)."""
+    rounding = 0.005 if usd_rule == "cents" else SIG * abs(usd)
+    return (rounding + REL * abs(usd)) / sol_usd
+
+
+def mismatches(record: dict, exp: Expect, fields: Iterable[str], sol: float) -> list[str]:
+    """Where `record` is not the reading `exp`, at the adopted SOL/USD rate `sol`."""
     out = []
     for name in fields:
         actual = get(record, name)
@@ -403,19 +432,19 @@ def mismatches(record: dict, exp: Expect, fields: Iterable[str]) -> list[str]:
             if not _same(actual_value, expected):
                 out.append(f"created_at {actual!r} != {expected!r}")
             continue
+        slack = 0.0
         if name in SOL_OF or name == "price_usd":
-            usd_expected = exp.fields.get(SOL_OF.get(name, name))
-            if isinstance(usd_expected, Native):
-                expected = usd_expected.price_native if name == "price_sol" else (
-                    usd_expected.price_native * sol if sol is not None else "a number")
+            usd_name = SOL_OF.get(name, name)
+            usd_expected = exp.fields.get(usd_name)
+            if isinstance(usd_expected, Native):  # price_usd is priceNative x rate, price_sol that over the rate
+                native = usd_expected.price_native
+                expected = native * sol if name == "price_usd" else native
+                slack = SIG * abs(native) if name == "price_sol" else 0.0
             elif name in SOL_OF:
-                if usd_expected is None:
-                    expected = None
-                elif sol is None:
-                    expected = "a number (no SOL/USD in the record)"
-                else:
-                    expected = usd_expected / sol
-        if not _same(actual, expected):
+                expected = None if usd_expected is None else usd_expected / sol
+                if isinstance(usd_expected, (int, float)):
+                    slack = sol_slack(rule_of(usd_name), usd_expected, sol)
+        if not _same(actual, expected, rule_of(name), slack):
             out.append(f"{name} {actual!r} != expected {expected!r}")
     return out
 
@@ -435,12 +464,13 @@ def _sources_problem(record: dict, exp: SourcesExpect) -> str | None:
     return None
 
 
-def best_match(record: dict, exps: list[Expect], fields: Iterable[str]) -> tuple[Expect | None, list[str]]:
+def best_match(record: dict, exps: list[Expect], fields: Iterable[str],
+               sol: float) -> tuple[Expect | None, list[str]]:
     """The expectation the record matches on `fields` (no mismatch), else the closest one and its diff."""
     fields = tuple(fields)
     best: tuple[Expect | None, list[str]] = (None, ["no expectation: the market says no upstream shows it"])
     for exp in exps:
-        diff = mismatches(record, exp, fields)
+        diff = mismatches(record, exp, fields, sol)
         if not diff:
             return exp, []
         if best[0] is None or len(diff) < len(best[1]):
@@ -560,6 +590,7 @@ class Run:
     wanted: set[str]
     arranged: dict[str, str]
     sol_quotes: dict[str, float]
+    sol_usd: float  # the adopted rate the records were made with (/health)
     limits: dict[str, int] = field(default_factory=dict)
     expectations: dict[str, list[Expect]] = field(default_factory=dict)
 
@@ -704,10 +735,17 @@ async def _collect() -> Run:
             cycles = ingest.cycles
             await wait_for(lambda: ingest.cycles >= cycles + 2, timeout=10,
                            message="two more committed cycles")
-            records = await all_records(client, base)
+
+            async def records_at_one_rate():
+                before = (await client.get(f"{base}/health")).json()["sol_usd"]
+                records = await all_records(client, base)
+                after = (await client.get(f"{base}/health")).json()["sol_usd"]
+                return (records, after) if before == after else None
+
+            records, sol_usd = await wait_for(records_at_one_rate, timeout=10, message="records at one rate")
     by_address = {r["token_address"]: r for r in records}
     run = Run(market, by_address, [r["token_address"] for r in records], wanted, arranged, sol_quotes(market),
-              dict(settings.rate_limits))
+              sol_usd, dict(settings.rate_limits))
     for mint in by_address:
         t = market.by_mint.get(mint)
         run.expectations[mint] = expectations(market, t) if t is not None else []
@@ -729,7 +767,7 @@ def _report(run: Run, fields: Iterable[str]) -> list[str]:
     for mint, record in run.records.items():
         if mint in skip:
             continue
-        exp, diff = best_match(record, run.expectations[mint], fields)
+        exp, diff = best_match(record, run.expectations[mint], fields, run.sol_usd)
         if diff:
             t = run.market.by_mint.get(mint)
             label = exp.label if exp else "-"
@@ -747,25 +785,22 @@ def test_every_discoverable_token_is_served_once_and_nothing_else(run: Run) -> N
         assert run.expectations[mint], f"{mint}: served, but no upstream shows anything of it"
 
 
-def test_sol_figures_use_one_upstream_sol_usd_price(run: Run) -> None:
-    """Every *_sol figure is its USD figure over one SOL/USD price read from the upstreams."""
+def test_sol_figures_use_the_adopted_rate_read_from_an_upstream(run: Run) -> None:
+    """Every *_sol figure is the record's USD figure over the adopted SOL/USD rate (/health), rounded to 10
+    significant digits; the rate is a price an upstream serves; price_sol * sol_usd == price_usd to the
+    rounding (CONTRACT §2)."""
+    rate = run.sol_usd
+    assert any(math.isclose(rate, q, rel_tol=SIG) for q in run.sol_quotes.values()), (rate, run.sol_quotes)
     bad = []
     for mint, record in run.records.items():
-        ratios = []
         for sol_field, usd_field in SOL_OF.items():
             usd, sol = get(record, usd_field), get(record, sol_field)
             if (usd is None) != (sol is None):
                 bad.append(f"{mint}: {sol_field}={sol!r} but {usd_field}={usd!r}")
-            elif usd is not None and usd != 0:
-                ratios.append(usd / sol)
-            elif usd == 0 and sol != 0:
-                bad.append(f"{mint}: {sol_field}={sol!r} for {usd_field}=0")
-        if ratios and not all(math.isclose(r, ratios[0], rel_tol=REL) for r in ratios):
-            bad.append(f"{mint}: *_sol figures made with different SOL/USD prices {sorted(set(ratios))}")
-        elif ratios and not any(math.isclose(ratios[0], q, rel_tol=REL) for q in run.sol_quotes.values()):
-            bad.append(f"{mint}: SOL/USD {ratios[0]!r} is none of the upstreams' {run.sol_quotes}")
-        if record["price_usd"] is not None and record["price_sol"] is not None and ratios:
-            assert math.isclose(record["price_sol"] * ratios[0], record["price_usd"], rel_tol=REL)
+            elif usd is not None and not (on_grid(sol, "sig10") and abs(sol - usd / rate) <= SIG * abs(usd / rate)):
+                bad.append(f"{mint}: {sol_field}={sol!r} is not {usd_field}={usd!r} over {rate!r} to 10 digits")
+        if record["price_usd"] is not None:
+            assert math.isclose(record["price_sol"] * rate, record["price_usd"], rel_tol=2 * SIG), mint
     assert not bad, "\n".join(bad)
 
 
@@ -864,27 +899,29 @@ def _case_specifics(run: Run, case: str, t: Token, record: dict) -> None:
         assert record["pair_address"] not in {p.address for p in t.quote_pools}
     elif case == "jupiter_only_no_pool":
         assert record["sources"] == ["jupiter"] and record["pair_address"] is None
-        assert record["price_usd"] == jup["usdPrice"] and record["liquidity_usd"] == jup["liquidity"]
+        assert _same(record["price_usd"], jup["usdPrice"], "sig10")
+        assert _same(record["liquidity_usd"], jup["liquidity"], "cents")
     elif case == "null_price_usd_main_pool":
         main = max(visible_pools(m, t), key=lambda p: p.liquidity)
         pair = shapes.ds_pair(m, main)
         assert pair["priceUsd"] is None and pair["quoteToken"]["address"] == WSOL_MINT
         assert record["pair_address"] == main.address and record["price_usd"] is not None
-        assert math.isclose(record["price_sol"], float(pair["priceNative"]), rel_tol=REL)
+        assert math.isclose(record["price_sol"], float(pair["priceNative"]), rel_tol=2 * SIG)
     elif case == "market_cap_unknown_everywhere":
         main = max(visible_pools(m, t), key=lambda p: p.liquidity)
         assert record["pair_address"] == main.address
         assert record["market_cap_usd"] is None and record["market_cap_sol"] is None
-        assert record["fdv_usd"] == shapes.ds_pair(m, main)["fdv"] is not None
+        assert shapes.ds_pair(m, main)["fdv"] is not None
+        assert _same(record["fdv_usd"], shapes.ds_pair(m, main)["fdv"], "cents")
     elif case == "market_cap_from_geckoterminal":
         assert gt is not None and gt["market_cap_usd"] is not None
-        assert _same(record["market_cap_usd"], float(gt["market_cap_usd"]))
+        assert _same(record["market_cap_usd"], float(gt["market_cap_usd"]), "cents")
         assert "geckoterminal" in record["sources"]
     elif case == "fdv_from_geckoterminal":
         assert gt is not None and record["market_cap_usd"] is None
-        assert _same(record["fdv_usd"], float(gt["fdv_usd"])) and "geckoterminal" in record["sources"]
+        assert _same(record["fdv_usd"], float(gt["fdv_usd"]), "cents") and "geckoterminal" in record["sources"]
     elif case == "market_cap_and_fdv_from_jupiter":
-        assert record["market_cap_usd"] == jup["mcap"] and record["fdv_usd"] == jup["fdv"]
+        assert _same(record["market_cap_usd"], jup["mcap"], "cents") and _same(record["fdv_usd"], jup["fdv"], "cents")
         assert "jupiter" in record["sources"]
     elif case == "junk_quoted_pool_besides_a_sol_or_usdc_pool":
         junk = next(p for p in visible_pools(m, t) if p.junk)
@@ -906,7 +943,7 @@ def _case_specifics(run: Run, case: str, t: Token, record: dict) -> None:
         others = [p for p in t.pools if m.gt_visible(p) and not p.gt_neg_reserve]
         assert record["pair_address"] not in {p.address for p in negative}
         assert _same(record["liquidity_usd"], _sum(_num(shapes.gt_pool(m, p)["attributes"]["reserve_in_usd"])
-                                                    for p in others))
+                                                    for p in others), "cents")
 
 
 @pytest.mark.parametrize("case", [
@@ -920,7 +957,7 @@ def test_case_is_covered_and_exact(run: Run, case: str) -> None:
     failures = []
     for t in tokens:
         record = run.records[t.mint]
-        exp, diff = best_match(record, run.expectations[t.mint], ALL_FIELDS)
+        exp, diff = best_match(record, run.expectations[t.mint], ALL_FIELDS, run.sol_usd)
         if diff:
             failures.append(f"{t.mint} ({t.symbol}; closest [{exp.label if exp else '-'}]): "
                             + "; ".join(diff))

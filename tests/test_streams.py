@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import re
 import signal
@@ -52,6 +53,7 @@ class Tracker:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] | None = None
         self.seq: int | None = None
+        self.sol_usd: float | None = None  # the rate of the snapshot, or of the last delta that changed it
         self.epoch: str | None = None
         self.history: list[tuple[int, list[dict[str, Any]]]] = []
         self.known = -1  # the client's view is that of every seq from its last change up to this one
@@ -61,11 +63,13 @@ class Tracker:
         self.events.append((kind, data, time.monotonic()))
         if kind == "snapshot":
             self.rows, self.seq, self.epoch = data["rows"], data["seq"], data["epoch"]
+            self.sol_usd = data["sol_usd"]
         elif kind == "delta":
             assert self.rows is not None, "a delta before any snapshot"
             assert data["epoch"] == self.epoch and data["prev_seq"] >= self.seq, (data["prev_seq"], self.seq)
             self.known = max(self.known, data["prev_seq"])
             self.rows, self.seq = diff.apply(self.rows, data), data["seq"]
+            self.sol_usd = data.get("sol_usd", self.sol_usd)
         elif kind == "heartbeat":
             assert self.seq is None or data["seq"] >= self.seq
             self.known = max(self.known, data["seq"])
@@ -74,6 +78,11 @@ class Tracker:
             return
         self.history.append((self.seq, self.rows))
         self.known = max(self.known, self.seq)
+        # Every row the client holds is at the rate it holds: a new rate came with every *_sol figure.
+        for row in self.rows:
+            if row.get("price_sol") is not None:
+                assert self.sol_usd is not None
+                assert math.isclose(row["price_sol"] * self.sol_usd, row["price_usd"], rel_tol=1e-9), row
 
     def at(self, seq: int) -> list[dict[str, Any]] | None:
         """The rows the client held at `seq`, once it knows them (None until then)."""
@@ -248,13 +257,15 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
             assert sse.ids and all(TAG.match(i) for i in sse.ids)
             assert sse.kinds()[0] == "snapshot"
             snapshot = sse.events[0][1]
+            assert list(snapshot) == ["epoch", "seq", "sol_usd", "view", "rows"]
+            assert sse.sol_usd is not None and sse.sol_usd > 0  # the rate, by the snapshot or a delta since
             assert snapshot["view"]["sort"] == "liquidity" and snapshot["view"]["limit"] == 15
             assert snapshot["view"]["window"] == "24h" and snapshot["view"]["q"] is None
             for kind, data, _ in sse.events:
                 if kind == "delta":
-                    assert set(data) <= {"epoch", "seq", "prev_seq", "upsert", "remove", "order"}
+                    assert set(data) <= {"epoch", "seq", "prev_seq", "upsert", "remove", "order", "sol_usd"}
                     assert all("token_address" in item for item in data["upsert"])
-                    assert data["upsert"] or data["remove"] or "order" in data  # no empty live deltas
+                    assert data["upsert"] or data["remove"] or "order" in data or "sol_usd" in data  # never empty
                 if kind == "heartbeat":
                     assert set(data) == {"epoch", "seq", "at"}
             assert "heartbeat" in sse.kinds()  # HEARTBEAT_S is 1 in fast_settings

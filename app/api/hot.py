@@ -48,6 +48,13 @@ class HotPages:
                                         compression.gzip_etag(etag).encode())
             self.bytes += size
 
+    def retire(self, epoch: str, seq: int) -> int:
+        """A new version: the pages of another are useless now; returns the bytes let go."""
+        if (seq, epoch) == (self.seq, self.epoch) or not self.pages:
+            return 0
+        released, self.pages, self.bytes = self.bytes, {}, 0
+        return released
+
     def get(self, epoch: str, seq: int, query_string: bytes) -> tuple[float, bytes, bytes, bytes | None, bytes] | None:
         if seq != self.seq or epoch != self.epoch:
             return None

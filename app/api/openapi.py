@@ -83,6 +83,12 @@ ALERT = {
 }
 
 
+def _rate_limited(path: dict[str, Any]) -> dict[str, Any]:
+    """`path` with the 429 every rate-limited endpoint may answer."""
+    path["get"]["responses"]["429"] = RATE_LIMITED
+    return path
+
+
 RATE_LIMITED = {
     "description": "over CLIENT_RATE_LIMIT requests per second from this client (rate_limited)",
     "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
@@ -162,7 +168,7 @@ def build_spec() -> dict[str, Any]:
                               "404": _error("well-formed but not tracked (not_found)"),
                               "429": RATE_LIMITED},
             }},
-            "/api/tokens/{address}/history": history_path(),
+            "/api/tokens/{address}/history": _rate_limited(history_path()),
             "/api/alerts": {"get": {
                 "summary": "The latest alerts, newest first",
                 "operationId": "listAlerts",

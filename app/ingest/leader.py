@@ -39,7 +39,8 @@ def changeset(base: Version, upserts: Mapping[str, Record], removals: Iterable[s
 
     A record equal to the stored one but for `updated_at` is dropped: it keeps the stored record and its
     time, and makes no new seq. The time stamp is swapped in for the comparison, not popped, so the
-    record keeps its key order.
+    record keeps its key order. A new SOL/USD rate is a change of its own (snapshots carry it), though
+    adopting one changes the records' *_sol figures anyway.
     """
     old_records = base.records
     changed: dict[str, Record] = {}
@@ -53,7 +54,7 @@ def changeset(base: Version, upserts: Mapping[str, Record], removals: Iterable[s
             record["updated_at"] = stamp
         changed[address] = record
     removed = frozenset(a for a in removals if a in old_records and a not in changed)
-    if not changed and not removed:
+    if not changed and not removed and (sol_usd == base.sol_usd or not old_records):
         return None
     dumps = orjson.dumps
     encoded = {address: dumps(record) for address, record in changed.items()}

@@ -1,7 +1,8 @@
 """Pools and token-level figures -> one record per mint, exactly as CONTRACT §2 prescribes.
 
 `TokenState` gathers what every source said about one mint; `merge` turns it into a record. The
-merge is a pure function of the state, the cycle's SOL/USD price and the time, so it is easy to test.
+merge is a pure function of the state, the adopted SOL/USD rate and the time, so it is easy to test.
+Its figures are rounded once, here (app.ingest.figures).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from app.ingest.figures import CENTS_MAX, MAGIC, cents, sig10
 from app.model import MAIN_QUOTES, POOL_WINDOWS, SOURCES, WSOL_MINT, PoolObservation, Record, TokenInfo, WindowStats
 from app.sources.values import iso
 
@@ -83,9 +85,24 @@ _SOURCES_BY_BITS: tuple[tuple[str, ...], ...] = tuple(
     tuple(s for s in SOURCES if bits & _SOURCE_BIT[s]) for bits in range(1 << len(SOURCES)))
 
 
+def _window(volume: float | None, change: float | None, buys: int | None, sells: int | None,
+            sol_usd: float | None) -> dict[str, float | int | None]:
+    """One window of the record, its figures rounded and volume_sol added. `cents` (app.ingest.figures)
+    is written out: this runs for every window of every merged record (volumes are never negative)."""
+    volume_sol = None
+    if volume is not None:
+        volume = ((volume * 100.0 + MAGIC) - MAGIC) / 100.0 if volume < CENTS_MAX else cents(volume)
+        if sol_usd:
+            volume_sol = sig10(volume / sol_usd)
+    if change is not None:
+        change = ((change * 100.0 + MAGIC) - MAGIC) / 100.0 if -CENTS_MAX < change < CENTS_MAX \
+            else cents(change)
+    return {"volume_usd": volume, "volume_sol": volume_sol, "price_change": change, "buys": buys, "sells": sells}
+
+
 def _copied_stats(windows: dict[str, WindowStats],
                   sol_usd: float | None) -> dict[str, dict[str, float | int | None]]:
-    """Per window, one pool's (or a stand-in's) figures as they are, with volume_sol added."""
+    """Per window, one pool's (or a stand-in's) figures, rounded, with volume_sol added."""
     stats: dict[str, dict[str, float | int | None]] = {}
     for window in POOL_WINDOWS:
         s = windows.get(window)
@@ -93,14 +110,7 @@ def _copied_stats(windows: dict[str, WindowStats],
             stats[window] = {"volume_usd": None, "volume_sol": None, "price_change": None, "buys": None,
                              "sells": None}
             continue
-        volume = s.volume_usd
-        stats[window] = {
-            "volume_usd": volume,
-            "volume_sol": volume / sol_usd if volume is not None and sol_usd else None,
-            "price_change": s.price_change,
-            "buys": s.buys,
-            "sells": s.sells,
-        }
+        stats[window] = _window(s.volume_usd, s.price_change, s.buys, s.sells, sol_usd)
     return stats
 
 
@@ -127,13 +137,7 @@ def _summed_stats(pools: list[PoolObservation], main: PoolObservation,
             if value is not None:
                 sells = value if sells is None else sells + value
         s = main_windows.get(window)
-        stats[window] = {
-            "volume_usd": volume,
-            "volume_sol": volume / sol_usd if volume is not None and sol_usd else None,
-            "price_change": s.price_change if s is not None else None,
-            "buys": buys,
-            "sells": sells,
-        }
+        stats[window] = _window(volume, s.price_change if s is not None else None, buys, sells, sol_usd)
     return stats
 
 
@@ -160,13 +164,7 @@ def _two_pool_stats(first: PoolObservation, second: PoolObservation, main: PoolO
             x, y = a.sells, b.sells
             sells = x if y is None else y if x is None else x + y
         s = main_windows.get(window)
-        stats[window] = {
-            "volume_usd": volume,
-            "volume_sol": volume / sol_usd if volume is not None and sol_usd else None,
-            "price_change": s.price_change if s is not None else None,
-            "buys": buys,
-            "sells": sells,
-        }
+        stats[window] = _window(volume, s.price_change if s is not None else None, buys, sells, sol_usd)
     return stats
 
 
@@ -299,19 +297,25 @@ def merge(state: TokenState, sol_usd: float | None, now: float,
         change_7d = seven.get("price_change")
     else:
         volume_7d = change_7d = None
-    stats["7d"] = {
-        "volume_usd": volume_7d,
-        "volume_sol": volume_7d / sol_usd if volume_7d is not None and sol_usd else None,
-        "price_change": change_7d,
-        "buys": None,
-        "sells": None,
-    }
+    if volume_7d is None and change_7d is None:
+        stats["7d"] = {"volume_usd": None, "volume_sol": None, "price_change": None, "buys": None, "sells": None}
+    else:
+        stats["7d"] = _window(volume_7d, change_7d, None, None, sol_usd)
     day = stats["24h"]
     buys, sells = day["buys"], day["sells"]
+    # Rounded once, here (CONTRACT §2); each *_sol figure from the rounded USD one (app.ingest.figures).
+    if price_usd is not None:
+        price_usd = sig10(price_usd)
+    if market_cap is not None:
+        market_cap = cents(market_cap)
+    if fdv is not None:
+        fdv = cents(fdv)
+    if liquidity_usd is not None:
+        liquidity_usd = cents(liquidity_usd)
     if sol_usd:
-        price_sol = price_usd / sol_usd if price_usd is not None else None
-        market_cap_sol = market_cap / sol_usd if market_cap is not None else None
-        liquidity_sol = liquidity_usd / sol_usd if liquidity_usd is not None else None
+        price_sol = sig10(price_usd / sol_usd) if price_usd is not None else None
+        market_cap_sol = sig10(market_cap / sol_usd) if market_cap is not None else None
+        liquidity_sol = sig10(liquidity_usd / sol_usd) if liquidity_usd is not None else None
     else:
         price_sol = market_cap_sol = liquidity_sol = None
     return {

@@ -17,6 +17,7 @@ class CycleReport:
     calls: dict[str, int] = field(default_factory=dict)  # requests that went out, by source
     cut: int = 0  # DexScreener answers possibly cut at 30 pairs (their mints asked again)
     probes: dict[str, bool] = field(default_factory=dict)  # circuit probes made, by source: answered?
+    sol_usd: float | None = None  # a SOL/USD rate adopted this cycle (moved more than 0.1%)
 
     def summary(self, tracked: int) -> str:
         """The cycle's one info line."""
@@ -31,6 +32,8 @@ class CycleReport:
             parts.append(f"{self.cut} cut answers re-asked")
         for source, ok in self.probes.items():
             parts.append(f"{source} probe {'answered' if ok else 'failed'}")
+        if self.sol_usd is not None:
+            parts.append(f"SOL/USD {self.sol_usd} adopted")
         if self.errors:
             parts.append(f"{len(self.errors)} errors")
         parts.append(f"seq {self.seq}" if self.seq is not None else "no change")

@@ -3,7 +3,8 @@
 Each cycle (every REFRESH_INTERVAL_S): one cheap probe to an upstream whose circuit is half open;
 discovery when due (app.ingest.discovery); each source's refresh of the most active, most stale tokens
 (app.ingest.refresh_*, one strategy per upstream) and daily candles (app.ingest.candles), each from its
-share of the budget (app.ingest.allowance); the cycle's SOL/USD price; the tokens touched merged and
+share of the budget (app.ingest.allowance); the cycle's SOL/USD quote, adopted as the rate only when it moved more
+than 0.1% (app.ingest.figures; a new rate re-merges every tracked token); the tokens touched merged and
 committed as one version, and one info line saying what the cycle did. After each commit the history is
 sampled when due and the snapshot saved now and then, so a restart serves the last records at once.
 """
@@ -25,6 +26,8 @@ from app.history import History, SnapshotStore
 from app.ingest import discovery
 from app.ingest.allowance import Budget, budget
 from app.ingest.candles import SevenDay
+from app.ingest.continuity import Continuity
+from app.ingest.figures import rate_to_adopt, with_rate
 from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
 from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
@@ -44,14 +47,12 @@ SOL_PREFERENCE = ("jupiter", "dexscreener", "geckoterminal")
 # Discovery never keeps more than this share of an upstream's budget (a very short DISCOVERY_INTERVAL_S
 # skips some of its requests instead of starving refresh).
 DISCOVERY_MAX_SHARE = 0.4
-# The last snapshot is saved at most this often (and at shutdown).
-SNAPSHOT_EVERY_S = 30.0
 # A restored token keeps its saved record until it has pools again or every source has refreshed it,
 # or at the latest this long after the restart.
 RESTORED_HOLD_S = 300.0
 
 
-class Ingest:
+class Ingest(Continuity):
     """Owns the tracked universe (`tokens`) and feeds the store. One per running ingest (the leader)."""
 
     def __init__(
@@ -71,8 +72,9 @@ class Ingest:
         self.store = store
         self.clients = dict(clients)
         self.tokens: dict[str, TokenState] = {}
-        self.sol_usd: float | None = None
-        self.sol_usd_at: float | None = None
+        self.sol_usd: float | None = None  # the adopted SOL/USD rate: every record's *_sol figures use it
+        self.sol_usd_at: float | None = None  # when it was adopted
+        self.sol_quote: float | None = None  # the latest rate read from the upstreams
         self.last_discovery: float | None = None
         self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
         self.skipped_items: dict[str, int] = {source: 0 for source in clients}
@@ -143,7 +145,7 @@ class Ingest:
         await self._each_source(self._refresh, report)
         if self.sol_quotes:
             source = next(s for s in SOL_PREFERENCE if s in self.sol_quotes)
-            self.sol_usd, self.sol_usd_at = self.sol_quotes[source], now
+            report.sol_usd = self.take_sol_quote(self.sol_quotes[source], now)
         await self.seven_day.update(now)
         version = await self._commit(now)
         report.seq = version.seq if version is not None else None
@@ -173,6 +175,15 @@ class Ingest:
         async with anyio.create_task_group() as group:
             for source in self.clients:
                 group.start_soon(guarded, source)
+
+    def take_sol_quote(self, quote: float, now: float) -> float | None:
+        """The cycle's SOL/USD quote: adopted as the rate when it differs from the adopted one by more than
+        0.1% (CONTRACT §2), else only noted. Returns the newly adopted rate, or None."""
+        self.sol_quote = quote
+        rate = rate_to_adopt(self.sol_usd, quote)
+        if rate is not None:
+            self.sol_usd, self.sol_usd_at = rate, now
+        return rate
 
     # ---- calls, with shape errors counted --------------------------------------------------------
 
@@ -313,11 +324,19 @@ class Ingest:
     # ---- merge and commit ----------------------------------------------------------------------
 
     def merge_dirty(self, now: float) -> tuple[dict[str, Record], list[str]]:
-        """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS."""
+        """Records for the tokens touched this cycle, and the addresses dropped to respect MAX_TOKENS.
+
+        When the adopted SOL/USD rate is not the latest version's, every record changes: every tracked
+        token is merged again, and a record kept as it is (restored, not yet refreshed) gets its *_sol
+        figures at the new rate, so every record of a version uses that version's rate."""
         removals = self._trim()
         upserts: dict[str, Record] = {}
         updated_at = iso(now)
         held: set[str] = set()
+        base = self.store.latest()
+        rerate = self.sol_usd is not None and self.sol_usd != base.sol_usd and bool(base.records)
+        if rerate:
+            self._dirty.update(self.tokens)
         for mint in self._dirty:
             state = self.tokens.get(mint)
             if state is None:
@@ -332,6 +351,11 @@ class Ingest:
             if record is not None:
                 upserts[mint] = record
         self._dirty = held
+        if rerate:
+            gone = set(removals)
+            for address, record in base.records.items():
+                if address not in upserts and address not in gone:
+                    upserts[address] = with_rate(record, self.sol_usd, updated_at)
         return upserts, removals
 
     def _holds_restored(self, state: TokenState, now: float) -> bool:
@@ -389,102 +413,3 @@ class Ingest:
             self.seven_day.forget(state.address)
             self.strategies["dexscreener"].forget(state.address)
         return [state.address for state in least_active]
-
-    # ---- persistence: history samples, snapshots, restart ---------------------------------------
-
-    async def _persist(self, now: float) -> None:
-        """After a commit: sample the history when due; save the snapshot at most every SNAPSHOT_EVERY_S."""
-        latest = self.store.latest()
-        if self.history is not None and self.history.due(now):
-            records = {address: record for address, record in latest.records.items()
-                       if address not in self._restored and address in self.tokens
-                       and self.tokens[address].has_data()}
-            try:
-                if await self.history.record(records, now):
-                    self.seven_day.history_due = True
-            except Exception:  # noqa: BLE001
-                log.exception("history: recording failed")
-        if (self.snapshots is not None and latest.tag != self._snapshot_tag and latest.records
-                and now - self._snapshot_at >= SNAPSHOT_EVERY_S):
-            self._snapshot_at, self._snapshot_tag = now, latest.tag
-            try:
-                await self.snapshots.save(latest, self._snapshot_extra(), now)
-            except Exception:  # noqa: BLE001
-                log.exception("snapshot: saving failed")
-
-    def save_snapshot_now(self) -> None:
-        """Save the latest version if it changed since the last save (at shutdown; blocks briefly)."""
-        latest = self.store.latest()
-        if self.snapshots is None or latest.tag == self._snapshot_tag or not latest.records:
-            return
-        self._snapshot_tag = latest.tag
-        try:
-            self.snapshots.save_now(latest, self._snapshot_extra(), self._clock())
-        except Exception:  # noqa: BLE001
-            log.exception("snapshot: saving failed")
-
-    def _snapshot_extra(self) -> dict[str, Any]:
-        # last_success: how old the saved data really is, for /health's age_s after a restart.
-        return {"candles": self.seven_day.saved(), "last_success": self.last_success()}
-
-    async def lead(self, fence: int, instance: str) -> None:
-        """This instance now writes (app.ingest.leader.IngestRunner): continue the store's latest version
-        (same epoch, next seq) when it has records, else restore the saved snapshot; then publish."""
-        self.fence, self.instance = fence, instance
-        latest = self.store.latest()
-        if latest.records:
-            if self.handover is not None:
-                await self.handover.load(self)  # the last leader's per-token state
-            self.adopt(latest)
-        else:
-            await self.restore()
-        await self.publish_summary()
-
-    def adopt(self, version: Version) -> None:
-        """Continue a history another writer made: track its tokens again, each keeping its record until
-        refreshed (as after a restore), and its SOL/USD rate. No commit, no new epoch."""
-        now = self._clock()
-        self._epoch_written = version.epoch
-        for state in self.track(version.records):
-            if not state.has_data():
-                self._restored[state.address] = now
-        if version.sol_usd is not None:
-            self.sol_usd = version.sol_usd
-        self._snapshot_tag = version.tag
-        self.stale = False
-
-    async def restore(self) -> bool:
-        """With no version to continue: commit the saved snapshot as the store's next version (seq 1 of
-        the epoch a new memory store minted) and track its tokens again. True when there was one."""
-        snapshot = self.snapshots.load() if self.snapshots is not None else None
-        if snapshot is None or not snapshot.records:
-            return False
-        now = self._clock()
-        changes = changeset(self.store.latest(), snapshot.records, committed_at=now, sol_usd=snapshot.sol_usd)
-        if changes is None:
-            return False
-        version = await self.store.commit(changes, self._token())
-        self.stale = True
-        self._snapshot_tag = version.tag
-        self._snapshot_at = now
-        for state in self.track(snapshot.records):
-            self._restored[state.address] = now
-        candles = snapshot.extra.get("candles") if isinstance(snapshot.extra, dict) else None
-        self.seven_day.restore(candles, now)
-        # The data is as old as its last successful refresh before the save (older snapshots: the save).
-        saved_at = snapshot.saved_at if isinstance(snapshot.saved_at, (int, float)) else None
-        saved_success = snapshot.extra.get("last_success") if isinstance(snapshot.extra, dict) else None
-        data_at = saved_success if isinstance(saved_success, (int, float)) else saved_at
-        self._restored_success = float(data_at) if data_at is not None else None
-        log.info("restored %d records saved at %s, data from %s (epoch %s)", len(snapshot.records),
-                 iso(saved_at), iso(self._restored_success), version.epoch)
-        return True
-
-    # ---- state for /health -------------------------------------------------------------------
-
-    def last_success(self) -> float | None:
-        """The latest successful upstream call; after a restart, at least the restored data's own time."""
-        times = [c.health.last_success for c in self.clients.values() if c.health.last_success is not None]
-        if self._restored_success is not None:
-            times.append(self._restored_success)
-        return max(times) if times else None

@@ -75,9 +75,7 @@ class ViewCache:
         size = size_of(value) if size is None else size
         if size > self.max_bytes // 8:
             return value
-        if version.committed_at > self._newest:
-            self._newest = version.committed_at
-            self._let_go(lambda key: key[2] < version.committed_at - self.keep_s)
+        self.retire(version)
         full = self._key(version, key)
         old = self._entries.pop(full, None)
         if old is not None:
@@ -86,6 +84,13 @@ class ViewCache:
         self.bytes += size
         self._let_go(lambda _: self.bytes > self.max_bytes)
         return value
+
+    def retire(self, version: Version) -> None:
+        """`version` is new: let go of the entries of versions committed over `keep_s` before it (also
+        called for every new version by the service, so an idle cache empties too)."""
+        if version.committed_at > self._newest:
+            self._newest = version.committed_at
+            self._let_go(lambda key: key[2] < version.committed_at - self.keep_s)
 
     def _let_go(self, while_: Callable[[Any], bool]) -> None:
         """Drop least recently used entries while `while_(their key)` holds."""

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from app.model import WINDOWS
+from app.schema import SORT_COLUMNS
 from app.sources.protocols import protocol_name
 
 # --------------------------------------------------------------------------------------------- errors
@@ -67,16 +68,7 @@ _PARAM_ORDER = ("sort", "window", "order", "limit", *_NUMBER_PARAMS, "protocol",
 
 # Sorts that read `window`, and the value column each sort reads.
 WINDOWED_SORTS = frozenset({"volume", "price_change", "txns"})
-SORT_COLUMN = {
-    "volume": "volume_usd",
-    "price_change": "price_change",
-    "txns": "txns",
-    "market_cap": "market_cap_usd",
-    "liquidity": "liquidity_usd",
-    "fdv": "fdv_usd",
-    "created": "created",
-    "price": "price_usd",
-}
+SORT_COLUMN = SORT_COLUMNS  # app.schema: the record figure each sort reads
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ class Channel:
         def make() -> bytes:
             version = self.version
             encoded = version.encoded
-            body = orjson.dumps({"epoch": version.epoch, "seq": version.seq, "view": self.view_dict()})
+            body = orjson.dumps({"epoch": version.epoch, "seq": version.seq, "sol_usd": version.sol_usd,
+                                 "view": self.view_dict()})
             rows = b"[" + b",".join([encoded[a] for a in self.rows]) + b"]"
             return body[:-1] + b',"rows":' + rows + b"}"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-log = logging.getLogger("app.streams")
+log = logging.getLogger("app")  # a start-up line, like the one saying what the process serves
 
 MIN_UVICORN = (0, 53)
 PROTOCOLS = {

@@ -41,7 +41,7 @@ log = logging.getLogger("app.streams")
 
 SWEEP_S = 0.25  # how often pending writes are checked against the write timeout
 PROBES_PER_S = 0.5  # how often each stream socket's kernel backlog is read (spread over the sweeps)
-RELEASE_S, RELEASE_BYTES = 60.0, 32 << 20  # hand freed memory back at most this often, once this much was let go
+RELEASE_S, RELEASE_BYTES = 60.0, 16 << 20  # hand freed memory back at most this often, once this much was let go
 
 
 class ViewLimitError(Exception):
