@@ -110,6 +110,7 @@ async def run(scenario: str, fd_limit: int | None, idle_s: float) -> None:
         lag = histogram_max_p99(before, after, "event_loop_lag_seconds")
         await asyncio.sleep(idle_s)
         rss_idle = rss_mb(server.pid)
+        idle = parse_metrics((await abuse.http_get("127.0.0.1", port, "/metrics"))[1].decode())
         print(f"scenario: {scenario} ({took:.0f} s{f', fd limit {fd_limit}' if fd_limit else ''})")
         print(f"  attacker got: {report}")
         print(f"  /health from another address, before: {quantiles(baseline)}")
@@ -117,7 +118,9 @@ async def run(scenario: str, fd_limit: int | None, idle_s: float) -> None:
         print(f"  REST first page from another address, during: {quantiles(rest)}")
         print(f"  event-loop lag during: p99 <= {lag[0] * 1000:.0f} ms, max <= {lag[1] * 1000:.0f} ms")
         print(f"  RSS: before {rss_before:.0f} MB, at the end {rss_end:.0f} MB, "
-              f"after {idle_s:.0f} s idle {rss_idle:.0f} MB")
+              f"after {idle_s:.0f} s idle {rss_idle:.0f} MB; query caches at the end "
+              f"{after.get('query_cache_bytes', 0) / 2**20:.1f} MB, "
+              f"idle {idle.get('query_cache_bytes', 0) / 2**20:.1f} MB")
         dropped = sum(v for k, v in after.items() if k.startswith("stream_dropped_slow_clients_total"))
         print(f"  dropped as too slow: {dropped:.0f}")
     finally:

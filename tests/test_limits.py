@@ -93,6 +93,24 @@ def test_the_view_cache_lets_go_of_versions_a_minute_older_than_the_newest():
     assert cache.evicted >= used
 
 
+def test_a_new_version_empties_idle_caches_without_any_query():
+    from app.api.hot import HotPages
+
+    store = MemoryStore(clock=Clock())
+    store.apply({"m1": {"token_address": "m1", "liquidity_usd": 1, "stats": {}}})
+    cache, hot = ViewCache(keep_s=60), HotPages(max_bytes=1 << 20)
+    first = store.latest()
+    filtered(first, parse_view({"min_liquidity_usd": "1"}), cache=cache)
+    hot.put(first.epoch, first.seq, b"limit=1", b"x" * 1000, '"etag"')
+    store._clock.t += 120
+    store.apply({"m1": {"token_address": "m1", "liquidity_usd": 2, "stats": {}}})
+    newer = store.latest()
+    cache.retire(newer)  # what the service does for every new version (Service._retire)
+    assert cache.bytes == 0 and len(cache) == 0
+    assert hot.retire(newer.epoch, newer.seq) > 1000 and hot.bytes == 0 and not hot.pages
+    assert hot.retire(newer.epoch, newer.seq) == 0
+
+
 @pytest.mark.parametrize("name,value", [
     ("MAX_VIEWS", "0"), ("MAX_VIEWS_PER_CLIENT", "x"), ("CLIENT_RATE_LIMIT", "-1"), ("CLIENT_RATE_BURST", "0"),
     ("QUERY_CACHE_MB", "lots"), ("REQUEST_TIMEOUT_S", "0"), ("MAX_HEADER_BYTES", "100"),

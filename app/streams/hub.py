@@ -41,7 +41,7 @@ log = logging.getLogger("app.streams")
 
 SWEEP_S = 0.25  # how often pending writes are checked against the write timeout
 PROBES_PER_S = 0.5  # how often each stream socket's kernel backlog is read (spread over the sweeps)
-RELEASE_S, RELEASE_BYTES = 60.0, 16 << 20  # hand freed memory back at most this often, once this much was let go
+RELEASE_S, RELEASE_BYTES = 10.0, 16 << 20  # hand freed memory back at most this often, once this much was let go
 
 
 class ViewLimitError(Exception):
@@ -325,7 +325,7 @@ class Hub:
         bounded caches let go handed back to the system (app.serving.release_memory)."""
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + self.heartbeat_s
-        next_release, released = loop.time() + RELEASE_S, self.views.evicted
+        next_release, released = loop.time(), self.views.evicted
         while True:
             delay = max(0.0, min(SWEEP_S, next_beat - loop.time()))
             due = loop.time() + delay
@@ -336,11 +336,9 @@ class Hub:
             if now >= next_beat:
                 next_beat = max(next_beat + self.heartbeat_s, now)
                 self.heartbeat()
-            if now >= next_release:
-                next_release = now + RELEASE_S
-                if self.views.evicted - released >= RELEASE_BYTES:
-                    released = self.views.evicted
-                    await anyio.to_thread.run_sync(release_memory)
+            if now >= next_release and self.views.evicted - released >= RELEASE_BYTES:
+                next_release, released = now + RELEASE_S, self.views.evicted
+                await anyio.to_thread.run_sync(release_memory)
 
     # ---- process signals ---------------------------------------------------------------------------
 
