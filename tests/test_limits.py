@@ -96,16 +96,17 @@ def test_the_view_cache_lets_go_of_versions_a_minute_older_than_the_newest():
 def test_a_new_version_empties_idle_caches_without_any_query():
     from app.api.hot import HotPages
 
-    store = MemoryStore(clock=Clock())
+    clock = Clock()
+    store = memory_store(clock=clock)
     store.apply({"m1": {"token_address": "m1", "liquidity_usd": 1, "stats": {}}})
     cache, hot = ViewCache(keep_s=60), HotPages(max_bytes=1 << 20)
     first = store.latest()
     filtered(first, parse_view({"min_liquidity_usd": "1"}), cache=cache)
     hot.put(first.epoch, first.seq, b"limit=1", b"x" * 1000, '"etag"')
-    store._clock.t += 120
+    clock.t += 120
     store.apply({"m1": {"token_address": "m1", "liquidity_usd": 2, "stats": {}}})
     newer = store.latest()
-    cache.retire(newer)  # what the service does for every new version (Service._retire)
+    cache.retire(newer)  # what the runtime does for every new version (app.runtime, `retire`)
     assert cache.bytes == 0 and len(cache) == 0
     assert hot.retire(newer.epoch, newer.seq) > 1000 and hot.bytes == 0 and not hot.pages
     assert hot.retire(newer.epoch, newer.seq) == 0
