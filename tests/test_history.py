@@ -191,7 +191,7 @@ async def test_own_history_gives_7d_figures_where_candles_do_not(tmp_path):
                     response.json()["stats"]["7d"]["price_change"] is not None else None
 
             figures = await wait_for(seven_day, timeout=15, message="7d from the service's own history")
-            assert figures["price_change"] == pytest.approx((2.0 / 9.0 - 1) * 100)
+            assert figures["price_change"] == round((2.0 / 9.0 - 1) * 100, 2)  # percent: to 2 decimals
             assert figures["volume_usd"] == pytest.approx(sum(100.0 * (k + 1) for k in range(7)))
             other = (await client.get(f"{base}/api/tokens/{short}")).json()
             assert other["stats"]["7d"]["price_change"] is None and other["stats"]["7d"]["volume_usd"] is None
