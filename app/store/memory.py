@@ -35,6 +35,17 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+def note_hold(held_until: dict[int, float], seq: int, until: float) -> None:
+    """Hold `seq` until `until` (never shortening a hold); past MAX_HELD holds, the one ending soonest goes.
+
+    Shared by every store that keeps local versions, so the bound on held versions is the same everywhere."""
+    if held_until.get(seq, 0.0) < until:
+        held_until[seq] = until
+    if len(held_until) > MAX_HELD:
+        soonest = min(held_until, key=lambda s: (held_until[s], s))
+        del held_until[soonest]
+
+
 class MemoryStore:
     """`Store` for one process. `commit` is the only writer; everything else reads `Version` objects."""
 
@@ -73,13 +84,7 @@ class MemoryStore:
     def hold(self, seq: int, seconds: float = HOLD_S) -> None:
         if seq not in self._versions:
             return
-        until = self._clock() + min(seconds, MAX_HOLD_S)
-        held = self._held_until
-        if held.get(seq, 0.0) < until:
-            held[seq] = until
-        if len(held) > MAX_HELD:
-            soonest = min(held, key=lambda s: (held[s], s))
-            del held[soonest]
+        note_hold(self._held_until, seq, self._clock() + min(seconds, MAX_HOLD_S))
 
     async def commit(self, changes: ChangeSet, fence: int) -> Version:
         """Check the token, make the next version (app.store.versions.next_version), release what no one

@@ -33,7 +33,7 @@ from app.redis.follower import BLOCK_MS, Follower
 from app.redis.keys import Keys
 from app.redis.shared import SharedState
 from app.store.base import HOLD_S, CycleSummary, Listener
-from app.store.memory import MAX_HELD, MAX_HOLD_S, new_epoch
+from app.store.memory import MAX_HOLD_S, new_epoch, note_hold
 from app.store.versions import (
     ChangeSet,
     CommitRejected,
@@ -137,13 +137,7 @@ class RedisStore:
         if seq not in self._versions:
             return
         seconds = min(seconds, MAX_HOLD_S)
-        until = self._clock() + seconds
-        held = self._held_until
-        if held.get(seq, 0.0) < until:
-            held[seq] = until
-        if len(held) > MAX_HELD:
-            soonest = min(held, key=lambda s: (held[s], s))
-            del held[soonest]
+        note_hold(self._held_until, seq, self._clock() + seconds)
         self._pending_holds[seq] = max(seconds, self._pending_holds.get(seq, 0.0))  # sent by _maintain
 
     def listen(self, listener: Listener) -> Callable[[], None]:
