@@ -64,7 +64,6 @@ class Runtime:
     views: ViewCache  # indexes, filtered views and page heads of every held version, bounded in bytes
     limiter: ClientLimiter  # per-client request rates (app.api.limits)
     history_answers: HistoryAnswers  # encoded answers of GET /api/tokens/{address}/history, per version
-    write_timeout_s: float  # a stream write slower than this closes the client
     started_at: float
     redis: RedisHealth | None = None  # STORE=redis: whether this instance reaches Redis
 
@@ -196,8 +195,7 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
         stack.callback(ingest.save_snapshot_now)  # at shutdown, once the ingest has stopped
         runtime = Runtime(settings, store, leadership, metrics, http, clients, ingest, IngestRunner(ingest, leadership),
                           hub, hot, views, ClientLimiter(settings.client_rate_limit, settings.client_rate_burst),
-                          HistoryAnswers(), min(30.0, max(2.0, 2 * settings.heartbeat_s)),
-                          time.time(), backend.health)
+                          HistoryAnswers(), time.time(), backend.health)
         # SIGTERM ends every stream at once (under uvicorn's own signal handling only).
         stack.callback(hub.install_signal_hook())
         async with anyio.create_task_group() as tasks:
