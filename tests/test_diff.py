@@ -22,6 +22,7 @@ from app.api.metrics import Metrics
 from app.store.base import Version
 from app.streams.connection import MAX_QUEUE_BYTES, Connection
 from app.streams.direct import sse_chunk, ws_wire
+from app.streams.frames import SSE, WS
 from app.streams.hub import Hub
 from tests.stores import WritableStore, memory_store
 
@@ -312,7 +313,7 @@ def test_through_the_hub_with_random_draining_a_client_always_holds_the_view_of_
     clock = Clock()
     hub, store = make_hub(clock)
     store.apply({ADDRESSES[0]: record(ADDRESSES[0])})
-    connection = hub.connect(kind)
+    connection = hub.connect(SSE if kind == "sse" else WS)
     hub.subscribe(connection, "s1" if kind == "ws" else None, view=view)
     client = Client(store, view)
     for step, drain, beat in zip(history, drains, beats):
@@ -340,7 +341,7 @@ def test_a_resume_from_any_held_seq_is_one_bridging_delta_to_the_latest_view(his
     hub, store = make_hub(clock)
     versions = run_history(store, clock, history)
     base = data.draw(st.sampled_from(versions))
-    connection = hub.connect("sse")
+    connection = hub.connect(SSE)
     hub.subscribe(connection, None, view=view, since=f"e:{base.seq}")
     events = parse(connection, connection.take())
     assert [e["event"] for e in events] == ["delta"]
@@ -356,7 +357,7 @@ def test_a_resume_point_that_cannot_be_honoured_gets_a_snapshot(since):
     hub, store = make_hub()
     for i in range(3):
         store.apply({ADDRESSES[i]: record(ADDRESSES[i])})
-    connection = hub.connect("sse")
+    connection = hub.connect(SSE)
     hub.subscribe(connection, None, view=query.parse_view({}), since=since)
     assert [e["event"] for e in parse(connection, connection.take())] == ["snapshot"]
 
@@ -367,7 +368,7 @@ def test_a_resume_point_older_than_the_held_window_gets_a_snapshot():
     for i in range(4):
         clock.tick()  # 1200 s apart: each superseded version expires at the next commit
         store.apply({ADDRESSES[i]: record(ADDRESSES[i])})
-    connection = hub.connect("sse")
+    connection = hub.connect(SSE)
     hub.subscribe(connection, None, view=query.parse_view({}), since="e:1")
     assert [e["event"] for e in parse(connection, connection.take())] == ["snapshot"]
     hub.subscribe(connection, None, view=query.parse_view({}), since=f"e:{store.latest().seq}")
@@ -383,7 +384,7 @@ def test_subscribers_of_one_view_share_the_same_frame_and_unchanged_views_get_no
     hub, store = make_hub()
     store.apply({a: record(a, liquidity_usd=i + 1, protocol="Orca") for i, a in enumerate(ADDRESSES[:4])})
     view = query.parse_view({"sort": "liquidity", "limit": "2"})
-    a, b, w1, w2 = hub.connect("sse"), hub.connect("sse"), hub.connect("ws"), hub.connect("ws")
+    a, b, w1, w2 = hub.connect(SSE), hub.connect(SSE), hub.connect(WS), hub.connect(WS)
     for connection in (a, b):
         hub.subscribe(connection, None, view=view)
     for connection in (w1, w2):
@@ -409,7 +410,7 @@ def test_a_subscriber_that_does_not_drain_gets_one_merged_catch_up_delta():
     hub, store = make_hub()
     store.apply({a: record(a, liquidity_usd=i + 1) for i, a in enumerate(ADDRESSES[:5])})
     view = query.parse_view({"sort": "liquidity", "limit": "3"})
-    slow, fast = hub.connect("sse"), hub.connect("sse")
+    slow, fast = hub.connect(SSE), hub.connect(SSE)
     hub.subscribe(slow, None, view=view)
     hub.subscribe(fast, None, view=view)
     client = Client(store, view)
@@ -431,7 +432,7 @@ def test_a_subscriber_that_does_not_drain_gets_one_merged_catch_up_delta():
 
 def test_a_queue_past_one_mib_closes_the_connection_as_slow():
     hub, store = make_hub()
-    connection = hub.connect("ws")
+    connection = hub.connect(WS)
     hub.subscribe(connection, "s1", view=query.parse_view({}))
     for _ in range(MAX_QUEUE_BYTES // 1000 + 2):
         connection.send('{"type":"pong"}' + " " * 1000)
@@ -444,7 +445,7 @@ def test_a_queue_past_one_mib_closes_the_connection_as_slow():
 def test_resubscribing_with_the_same_id_replaces_and_unsubscribing_drops_queued_frames():
     hub, store = make_hub()
     store.apply({a: record(a, liquidity_usd=i + 1) for i, a in enumerate(ADDRESSES[:4])})
-    connection = hub.connect("ws")
+    connection = hub.connect(WS)
     hub.subscribe(connection, "s1", view=query.parse_view({"sort": "liquidity"}))
     connection.take()
     store.apply({ADDRESSES[0]: record(ADDRESSES[0], liquidity_usd=50)})  # a delta for s1 is queued
@@ -468,7 +469,7 @@ def test_alerts_reach_the_subscribers_whose_view_holds_the_token_and_are_kept():
         return rec
 
     store.apply({ADDRESSES[0]: moving(ADDRESSES[0], 0.0), ADDRESSES[1]: moving(ADDRESSES[1], 0.0)})
-    holder, other, watcher = hub.connect("sse"), hub.connect("sse"), hub.connect("ws")
+    holder, other, watcher = hub.connect(SSE), hub.connect(SSE), hub.connect(WS)
     hub.subscribe(holder, None, view=query.parse_view({"sort": "liquidity", "limit": "1"}))
     hub.subscribe(other, None, view=query.parse_view({"sort": "liquidity", "order": "asc", "limit": "1"}))
     hub.subscribe(watcher, "w", tokens=[ADDRESSES[0]])
@@ -488,13 +489,13 @@ def test_alerts_reach_the_subscribers_whose_view_holds_the_token_and_are_kept():
 
 def test_max_connections_and_shutdown():
     hub, store = make_hub(max_connections=2)
-    a, b = hub.connect("sse"), hub.connect("ws")
-    assert hub.connect("sse") is None
+    a, b = hub.connect(SSE), hub.connect(WS)
+    assert hub.connect(SSE) is None
     hub.disconnect(a)
-    c = hub.connect("sse")
+    c = hub.connect(SSE)
     assert c is not None
     hub.close_all()
-    assert b.closed == "shutdown" and c.closed == "shutdown" and hub.connect("ws") is None
+    assert b.closed == "shutdown" and c.closed == "shutdown" and hub.connect(WS) is None
 
 
 def test_watched_lists_what_live_channels_show_most_watched_first_and_follows_the_data():
@@ -503,7 +504,7 @@ def test_watched_lists_what_live_channels_show_most_watched_first_and_follows_th
     # Liquidity 1..5: by liquidity, the order is A4, A3, A2, A1, A0.
     store.apply({a: record(a, liquidity_usd=i + 1) for i, a in enumerate(ADDRESSES[:5])})
     top2 = query.parse_view({"sort": "liquidity", "limit": "2"})
-    a, b, w = hub.connect("sse"), hub.connect("sse"), hub.connect("ws")
+    a, b, w = hub.connect(SSE), hub.connect(SSE), hub.connect(WS)
     hub.subscribe(a, None, view=top2)
     hub.subscribe(b, None, view=top2)  # rows A4, A3, two subscribers
     hub.subscribe(w, "list", tokens=[ADDRESSES[0], ADDRESSES[3], ADDRESSES[9]])  # A9 is not held: not shown

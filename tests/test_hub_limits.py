@@ -19,7 +19,8 @@ from app.api.metrics import Metrics
 from app.demo.market import Market
 from app.demo.server import serve_market
 from app.streams import fanout
-from app.streams.direct import ws_wire
+from app.streams.direct import sse_chunk, ws_wire
+from app.streams.frames import SSE, WS
 from app.streams.hub import Hub, ViewLimitError
 from tests.stores import WritableStore, memory_store
 from tests.support import fast_settings, running_service, wait_for
@@ -44,7 +45,7 @@ def view(limit: int) -> query.View:
 
 def test_past_the_process_cap_a_new_view_is_refused_and_the_subscription_it_would_replace_kept():
     hub, _ = make_hub(max_views=3)
-    a, b = hub.connect("ws", "10.0.0.1"), hub.connect("ws", "10.0.0.2")
+    a, b = hub.connect(WS, "10.0.0.1"), hub.connect(WS, "10.0.0.2")
     for i in range(3):
         hub.subscribe(a, f"s{i}", view=view(i + 1))
     with pytest.raises(ViewLimitError) as caught:
@@ -62,7 +63,7 @@ def test_past_the_process_cap_a_new_view_is_refused_and_the_subscription_it_woul
 
 def test_past_the_per_client_cap_that_client_is_refused_and_others_are_not():
     hub, _ = make_hub(max_views_per_client=2)
-    one, two, other = hub.connect("sse", "10.0.0.1"), hub.connect("ws", "10.0.0.1"), hub.connect("ws", "10.0.0.9")
+    one, two, other = hub.connect(SSE, "10.0.0.1"), hub.connect(WS, "10.0.0.1"), hub.connect(WS, "10.0.0.9")
     hub.subscribe(one, None, view=view(1))
     hub.subscribe(two, "a", view=view(2))
     hub.subscribe(two, "b", view=view(2))  # the same view again: not a new one
@@ -90,7 +91,7 @@ def test_a_fan_out_over_many_views_is_cut_into_slices_and_a_new_version_mid_pass
     views = [query.parse_view({"sort": sort, "min_liquidity_usd": str(m), "limit": str(3 + m % 5)})
              for sort in query.SORTS for m in range(25)]
     for v in views:
-        connection = hub.connect("sse")
+        connection = hub.connect(SSE)
         hub.subscribe(connection, None, view=v)
         client = Client(store, v)
         for event in parse(connection, connection.take()):
@@ -124,23 +125,28 @@ def test_an_alert_rides_with_its_delta_in_one_write_to_every_idle_subscriber():
     loop = asyncio.new_event_loop()
 
     class Writer:
-        bits = None  # uncompressed frames (app.streams.direct.DirectWS)
+        """What app.streams.direct's writers put on the socket: SSE frames in one chunk, WebSocket frames."""
 
-        def __init__(self) -> None:
+        key = None
+
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
             self.writes: list[bytes] = []
 
-        def wire(self, text: str) -> bytes:
-            return ws_wire(text)
+        def wire(self, frames: list) -> bytes:
+            if self.kind == "sse":
+                return sse_chunk(b"".join(frames))
+            return b"".join(ws_wire(text) for text in frames)
 
         def write(self, data: bytes) -> bool:
             self.writes.append(data)
             return True
 
-    connections = [hub.connect(kind) for kind in ("sse", "sse", "ws", "ws")]
+    connections = [hub.connect(framing) for framing in (SSE, SSE, WS, WS)]
     for connection in connections:
         hub.subscribe(connection, None if connection.kind == "sse" else "w", view=view(3))
         connection.take()
-        connection.direct_writer = Writer()  # type: ignore[assignment]
+        connection.direct_writer = Writer(connection.kind)
         connection._waiter = loop.create_future()  # parked: its writer waits for frames
     moving = record(ADDRESSES[-1], liquidity_usd=99.0)
     store.apply({ADDRESSES[-1]: moving})

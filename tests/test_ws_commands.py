@@ -21,6 +21,7 @@ from app.api.metrics import Metrics
 from app.demo.market import Market
 from app.demo.server import serve_market
 from app.query import VIEW_PARAMS
+from app.streams.frames import WS
 from app.streams.hub import Hub
 from app.streams.ws import CommandError, _handle, handle
 from tests.stores import memory_store
@@ -66,7 +67,7 @@ def answer(hub: Hub, connection: Any, raw: str) -> dict[str, Any] | None:
 @given(st.lists(commands, min_size=1, max_size=8))
 def test_any_command_gets_an_answer_and_the_connection_stays_open(batch):
     hub = make_hub()
-    connection = hub.connect("ws")
+    connection = hub.connect(WS)
     for command in batch:
         raw = command if isinstance(command, str) and command.startswith(("{", "[")) else json.dumps(command)
         reply = answer(hub, connection, raw)
@@ -81,7 +82,7 @@ def test_any_command_gets_an_answer_and_the_connection_stays_open(batch):
 
 def test_an_unforeseen_failure_is_an_error_message_too(monkeypatch, caplog):
     hub = make_hub()
-    connection = hub.connect("ws")
+    connection = hub.connect(WS)
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("a bug")
@@ -117,7 +118,7 @@ def test_an_unforeseen_failure_is_an_error_message_too(monkeypatch, caplog):
 ])
 def test_known_shapes_that_broke_connections_get_an_error(command):
     hub = make_hub()
-    connection = hub.connect("ws")
+    connection = hub.connect(WS)
     reply = answer(hub, connection, json.dumps(command))
     if command.get("view") in ({"sort": None, "limit": None}, {"limit": [None]}, {"min_liquidity_usd": 10**30}) \
             if isinstance(command, dict) else False:

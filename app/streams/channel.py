@@ -22,16 +22,13 @@ id a client sees names a version whose view equals the client's state: resuming 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from app import diff, query
 from app.store.base import Version
-from app.streams.frames import sse_frame, ws_frame
-
-if TYPE_CHECKING:
-    from app.streams.connection import Connection
+from app.streams.transport import DirectWriter, Framing
 
 MAX_CACHE_BYTES = 2 << 20  # one channel's cached frames of one version (snapshots per subscription id...)
 
@@ -41,10 +38,22 @@ IDLE, LIVE, SYNC = 0, 1, 2
 SNAPSHOT, CATCH_UP, RESUME = "snapshot", "catch_up", "resume"
 
 
+class Subscriber(Protocol):
+    """What a subscription's client offers the hub and the fan-out (app.streams.connection.Connection)."""
+
+    client: str  # the client's address: what per-client limits count
+    framing: Framing
+    direct_writer: DirectWriter | None
+
+    def enqueue(self, item: tuple) -> None: ...
+
+    def parked(self) -> bool: ...
+
+
 class Subscription:
     __slots__ = ("id", "connection", "channel", "state", "sync", "delivered", "epoch", "beat")
 
-    def __init__(self, sub_id: str | None, connection: Connection, channel: Channel):
+    def __init__(self, sub_id: str | None, connection: Subscriber, channel: Channel):
         self.id = sub_id
         self.connection = connection
         self.channel = channel
@@ -123,9 +132,8 @@ class Channel:
 
         return self.cached(("bridge", base.seq), make)
 
-    def frame(self, connection: Connection, sub: Subscription, event: str, key: Any,
+    def frame(self, framing: Framing, sub_id: str | None, event: str, key: Any,
               payload: Callable[[], bytes]) -> bytes | str:
-        """`payload()` framed for `connection`'s kind, shared by every subscriber needing the same frame."""
-        if connection.kind == "sse":
-            return self.cached((key, "sse"), lambda: sse_frame(event, self.version.tag, payload()))
-        return self.cached((key, "ws", sub.id), lambda: ws_frame(event, sub.id, payload()))
+        """`payload()` framed by `framing`, shared by every subscriber needing the same frame."""
+        shared_by = (key, framing.name, sub_id) if framing.per_subscription else (key, framing.name)
+        return self.cached(shared_by, lambda: framing.event(event, self.version.tag, sub_id, payload()))

@@ -1,4 +1,4 @@
-"""One SSE or WebSocket client: its subscriptions, its outgoing queue and the byte accounting of it.
+"""One stream client (SSE or WebSocket): its subscriptions, its outgoing queue and the byte accounting of it.
 
 `Hub.publish` only appends to queues (it never waits); one writer per connection (the SSE response, or
 the WebSocket writer task) drains the queue with `next_batch`, so a slow client never delays another.
@@ -10,7 +10,7 @@ passes `MAX_QUEUE_BYTES` (our queue plus the transport's write buffer), when a w
 the write timeout (the writer notes a deadline; the hub's sweeper checks it), or when the kernel holds
 bytes for it that it has not acknowledged for that long (`probe`, app.streams.backlog). Then `drop_slow`
 puts the close frame (or the SSE end) straight onto the socket after what is already buffered, and the
-socket is closed once that is taken, or dropped after `CLOSE_GRACE_S` (app.streams.direct.ender).
+socket is closed once that is taken, or dropped after `CLOSE_GRACE_S` (the `ender` app.streams.direct found).
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.streams.channel import IDLE, LIVE, Subscription
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from app.api.metrics import Metrics
     from app.streams.backlog import Probe
-    from app.streams.direct import DirectSSE, DirectWS
-    from app.streams.hub import Hub
+    from app.streams.frames import Alert
+    from app.streams.transport import DirectWriter, Framing, Socket
 
 log = logging.getLogger("app.streams")
 
@@ -43,15 +44,33 @@ ITEM_HEARTBEAT = 4  # rendered when written; subscription None: a WebSocket with
 ITEM_READY = 5  # data: a ready frame of one subscription (an alert), dropped if it is gone by then
 
 
-class Connection:
-    """One SSE or WebSocket client: subscriptions plus an outgoing queue drained by one writer."""
+class Owner(Protocol):
+    """What a connection asks of the hub that owns it (app.streams.hub.Hub): the lazily queued items
+    rendered when written, the process-wide queue bytes, and its subscriptions let go."""
 
-    __slots__ = ("hub", "kind", "client", "subs", "queue", "queued_bytes", "closed", "_waiter", "transport",
+    metrics: Metrics
+    queue_bytes: int
+
+    def render_sync(self, sub: Subscription) -> bytes | str | None: ...
+
+    def render_heartbeat(self, connection: Connection, sub: Subscription | None) -> bytes | str: ...
+
+    def render_alert(self, connection: Connection, sub: Subscription, alert: Alert) -> bytes | str: ...
+
+    def observe_delivery(self, seq: int) -> None: ...
+
+    def detach(self, sub: Subscription) -> None: ...
+
+
+class Connection:
+    """One stream client: subscriptions plus an outgoing queue drained by one writer."""
+
+    __slots__ = ("hub", "framing", "client", "subs", "queue", "queued_bytes", "closed", "_waiter", "transport",
                  "task", "deadline", "direct_writer", "probe", "ender", "acked", "progress_at", "__weakref__")
 
-    def __init__(self, hub: Hub, kind: str, client: str = "-"):
+    def __init__(self, hub: Owner, framing: Framing, client: str = "-"):
         self.hub = hub
-        self.kind = kind  # "sse" or "ws"
+        self.framing = framing  # how its events are framed (SSE, WebSocket: app.streams.frames)
         self.client = client  # the client's address: what per-client limits count
         self.subs: dict[str | None, Subscription] = {}
         self.queue: deque[tuple] = deque()
@@ -64,14 +83,24 @@ class Connection:
         self.transport: Any = None
         self.task: asyncio.Task[Any] | None = None
         self.deadline = 0.0
-        # The fast path for live deltas, when the server is one it knows (app.streams.direct.attach).
-        self.direct_writer: DirectSSE | DirectWS | None = None
-        # Set by app.streams.direct.attach when the socket and the server are known: the kernel-level probe,
-        # and what ends the stream straight on the socket (close frame 4008 / the SSE end) for a slow client.
+        # Set by `use` when the socket and the server are known (app.streams.direct.attach): the fast path
+        # for live deltas, the kernel-level probe, and what ends the stream straight on the socket (close
+        # frame 4008 / the SSE end) for a slow client.
+        self.direct_writer: DirectWriter | None = None
         self.probe: Probe | None = None
         self.ender: Callable[[], None] | None = None
         self.acked = -1  # bytes the client had acknowledged at the last probe
         self.progress_at = 0.0  # loop time of the last probe that saw it take something (or have nothing)
+
+    @property
+    def kind(self) -> str:
+        """The kind of client ("sse", "ws"): a label for metrics and logs."""
+        return self.framing.name
+
+    def use(self, socket: Socket) -> None:
+        """Take what app.streams.direct found behind the writer's `send` (the writer sets `task` itself)."""
+        self.transport, self.probe, self.ender, self.direct_writer = (
+            socket.transport, socket.probe, socket.ender, socket.writer)
 
     # ---- producing ------------------------------------------------------------------------------
 

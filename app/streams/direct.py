@@ -4,7 +4,9 @@ Nothing in this module is needed for correctness: when the server is not what it
 built with `direct_writes=False`, every frame goes through the connection's queue and its writer's ASGI
 `send`, and tests/test_streams.py runs the delivery, order and resume tests both ways.
 
-What it does, once per stream connection (`attach`, called by the SSE response and the WebSocket writer):
+What it does, once per stream connection (`attach`, called by the SSE response and the WebSocket writer
+with the `ServerStream` of their transport: `SSE_SERVER`, `WS_SERVER`; the result, a `Socket`, goes to
+the connection):
 
 1. `find_server_send` looks behind the ASGI `send` Starlette passes (wrapped by each middleware) for the
    server's own `send`: a bound method whose object holds the socket's asyncio transport. Frames are
@@ -14,10 +16,11 @@ What it does, once per stream connection (`attach`, called by the SSE response a
    written after what is already buffered, bypassing the server's flow control (which would wait
    forever for a client that does not read), then the socket closed once drained, or dropped after
    `CLOSE_GRACE_S`.
-2. When the hub allows it, a direct writer (`DirectSSE` for uvicorn's httptools HTTP protocol, `DirectWS`
-   for its websockets-sansio WebSocket protocol) lets `Hub.publish` write a live delta for an idle
-   subscriber (nothing queued, writer parked, writing not paused) straight onto the transport, framed
-   once per version exactly as uvicorn would frame it (`sse_chunk`, `ws_wire`). This saves the writer's
+2. When the hub allows it, a direct writer (app.streams.transport.DirectWriter: `DirectSSE` for uvicorn's
+   httptools HTTP protocol, `DirectWS` for its websockets-sansio WebSocket protocol) lets the fan-out
+   write a live delta for an idle subscriber (nothing queued, writer parked, writing not paused)
+   straight onto the transport, framed once per version exactly as uvicorn would frame it (`sse_chunk`,
+   `ws_wire`). This saves the writer's
    wake-up and the ASGI call per subscriber, most of the cost of fan-out (docs/BENCHMARKS.md, "Streams").
    The queue and writer take over as soon as a client is not idle (catch-up merging, write timeout,
    1 MiB limit).
@@ -33,54 +36,74 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from app.streams import deflate
 from app.streams.backlog import Probe
 from app.streams.deflate import FrameCache
+from app.streams.transport import DirectWriter, Socket
 
 CLOSE_GRACE_S = 5.0  # how long a slow client has to take its buffered bytes and the close, before a reset
 CLOSE_SLOW = 4008
 
-if TYPE_CHECKING:
-    from app.streams.connection import Connection
+
+class ServerStream(Protocol):
+    """What this module knows of one of uvicorn's protocols, for the streams of one transport."""
+
+    def ender(self, owner: Any) -> Callable[[], None] | None:
+        """What ends a slow client's stream on its socket, given the object behind the server's `send`."""
+        ...
+
+    def writer(self, server_send: Callable[..., Any], frames: FrameCache) -> DirectWriter | None:
+        """The fast path for live deltas, or None when the protocol is not the one it knows."""
+        ...
 
 
-def attach(connection: Connection, send: Callable[..., Any]) -> Callable[..., Any]:
-    """Set up `connection` for its writer; returns the `send` the writer should use for its frames.
+def attach(send: Callable[..., Any], server: ServerStream, *, direct_writes: bool = True,
+           frames: FrameCache | None = None) -> Socket:
+    """What a stream's writer should use, found behind `send` (Starlette's, wrapped by each middleware).
 
-    With uvicorn's own `send` found behind `send`: notes its transport on the connection, sets the direct
-    writer (if the hub allows direct writes and the protocol is one this module knows), and returns that
-    server `send`. Otherwise returns `send` unchanged (and a stalled write is ended by cancelling the writer).
+    With uvicorn's own `send` found: that `send`, its transport, the kernel probe, the ender `server`
+    knows, and (when `direct_writes`) the direct writer. Otherwise just `send` (and a stalled write is
+    ended by cancelling the writer). `frames`: the shared cache of compressed WebSocket frames.
     """
     server_send = find_server_send(send)
     if server_send is None:
-        return send
+        return Socket(send)
     owner = server_send.__self__  # type: ignore[attr-defined]
-    connection.transport = owner.transport
-    connection.probe = Probe.open(owner.transport)
-    connection.ender = ender(connection.kind, owner)
-    if connection.hub.direct_writes:
-        if connection.kind == "sse":
-            connection.direct_writer = DirectSSE.for_send(server_send)
-        else:
-            connection.direct_writer = DirectWS.for_send(server_send, connection.hub.deflated)
-    return server_send
+    writer = server.writer(server_send, frames if frames is not None else FrameCache()) if direct_writes else None
+    return Socket(server_send, owner.transport, Probe.open(owner.transport), server.ender(owner), writer)
 
 
-def ender(kind: str, owner: Any) -> Callable[[], None] | None:
-    """What ends a slow client's stream on its socket, for uvicorn's httptools response cycle (SSE) or
-    websockets-sansio protocol (WebSocket); None for anything else."""
-    if kind == "sse":
+class UvicornSSE:
+    """An SSE response on uvicorn's httptools HTTP protocol (its RequestResponseCycle)."""
+
+    def ender(self, owner: Any) -> Callable[[], None] | None:
         if all(hasattr(owner, a) for a in ("chunked_encoding", "response_complete", "keep_alive", "disconnected")):
             return lambda: _end_sse(owner)
         return None
-    conn = getattr(owner, "conn", None)
-    if conn is not None and all(hasattr(owner, a) for a in ("close_sent", "queue", "transport")) \
-            and hasattr(conn, "send_close") and hasattr(conn, "data_to_send"):
-        return lambda: _end_ws(owner)
-    return None
+
+    def writer(self, server_send: Callable[..., Any], frames: FrameCache) -> DirectWriter | None:
+        return DirectSSE.for_send(server_send)
+
+
+class UvicornWebSocket:
+    """A WebSocket on uvicorn's websockets-sansio protocol."""
+
+    def ender(self, owner: Any) -> Callable[[], None] | None:
+        conn = getattr(owner, "conn", None)
+        if conn is not None and all(hasattr(owner, a) for a in ("close_sent", "queue", "transport")) \
+                and hasattr(conn, "send_close") and hasattr(conn, "data_to_send"):
+            return lambda: _end_ws(owner)
+        return None
+
+    def writer(self, server_send: Callable[..., Any], frames: FrameCache) -> DirectWriter | None:
+        return DirectWS.for_send(server_send, frames)
+
+
+SSE_SERVER = UvicornSSE()
+WS_SERVER = UvicornWebSocket()
 
 
 def _end_sse(cycle: Any) -> None:
@@ -171,6 +194,7 @@ class DirectSSE:
     """
 
     __slots__ = ("cycle", "flow", "transport")
+    key = None  # every SSE response's chunk of the same frames is the same bytes
 
     def __init__(self, cycle: Any):
         self.cycle, self.flow, self.transport = cycle, cycle.flow, cycle.transport
@@ -184,8 +208,12 @@ class DirectSSE:
             return cls(cycle)
         return None
 
+    def wire(self, frames: Sequence[bytes | str]) -> bytes:
+        """SSE frames as one chunk (`sse_chunk`)."""
+        return sse_chunk(b"".join([f if isinstance(f, bytes) else f.encode() for f in frames]))
+
     def write(self, chunk: bytes) -> bool:
-        """Write `chunk` (an `sse_chunk`) now if uvicorn would; False if it must go through the queue."""
+        """Write `chunk` (a `wire`) now if uvicorn would; False if it must go through the queue."""
         cycle = self.cycle
         if cycle.disconnected or cycle.response_complete or self.flow.write_paused:
             return False
@@ -229,8 +257,17 @@ class DirectWS:
                 return None
         return cls(proto, bits, frames)
 
-    def wire(self, text: str) -> bytes:
-        """`text` as this connection's frame: `ws_wire`, or the shared compressed frame."""
+    @property
+    def key(self) -> int | None:
+        """Connections with the same deflate window (or none) get the same bytes of the same texts."""
+        return self.bits
+
+    def wire(self, frames: Sequence[bytes | str]) -> bytes:
+        """Text frames as this connection's bytes: `ws_wire`, or the shared compressed frames."""
+        return b"".join([self.wire_text(t if isinstance(t, str) else t.decode()) for t in frames])
+
+    def wire_text(self, text: str) -> bytes:
+        """One text as this connection's frame: `ws_wire`, or the shared compressed frame."""
         return ws_wire(text) if self.bits is None else self.frames.wire(text, self.bits)
 
     def write(self, frame: bytes) -> bool:
@@ -252,6 +289,6 @@ class DirectWS:
                 await server_send({"type": "websocket.send", "text": text})
                 return
             if proto.writable.is_set():
-                self.transport.write(self.wire(text))
+                self.transport.write(self.wire_text(text))
                 return
             await proto.writable.wait()

@@ -1,9 +1,9 @@
 """Fan-out: every new version to every channel, in slices that never hold the event loop for long.
 
-`FanOut.publish(version, alerts)` takes a version and the alerts it raised (computed once per version by
-the hub today; carried in the version's change set later). For each channel it computes the delta once
-(app.diff), encodes it once, frames it once per kind (and per subscription id for WebSocket) and hands
-the same bytes to every subscriber: written straight onto an idle subscriber's socket (app.streams.direct)
+`FanOut.publish(version, alerts)` takes a version and the alerts it raised (carried in its change set).
+For each channel it computes the delta once (app.diff), encodes it once, frames it once per framing
+(app.streams.transport; per subscription id where frames name it) and hands the same bytes to every
+subscriber: written straight onto an idle subscriber's socket (app.streams.direct)
 or appended to its connection's queue. The alerts of a version ride on the same path: a channel showing
 the token gets the alert framed once, after its delta, in the same write.
 
@@ -19,49 +19,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+from prometheus_client import Histogram
 
-from app import diff
+from app import diff, query
 from app.store.base import Version
 from app.streams.channel import CATCH_UP, IDLE, LIVE, SNAPSHOT, SYNC, Channel
 from app.streams.connection import ITEM_ALERT, ITEM_DELTA, ITEM_READY, ITEM_SYNC
-from app.streams.direct import sse_chunk
-from app.streams.frames import sse_frame, ws_alert_payload, ws_frame
-
-if TYPE_CHECKING:
-    from app.streams.hub import Hub
+from app.streams.frames import Alert
+from app.streams.histogram import FastHistogram
 
 log = logging.getLogger("app.streams")
 
 SLICE_S = 0.004  # the longest the fan-out holds the event loop at a time
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert, encoded once: its SSE data (with its own `type`, §5) and its WebSocket fields."""
+class Framed:
+    """One channel's delta (and its alerts) in one framing, for one subscription id where frames name it:
+    the frames, their bytes per direct writer key, and how many subscribers the fast path took them to."""
 
-    address: str
-    seq: int
-    sse: bytes
-    ws: bytes
+    __slots__ = ("name", "frames", "wires", "direct")
 
-    @classmethod
-    def of(cls, alert: dict[str, Any]) -> Alert:
-        return cls(alert["token_address"], alert["seq"], orjson.dumps(alert), ws_alert_payload(alert))
-
-    @property
-    def size(self) -> int:
-        return len(self.sse) + 40
+    def __init__(self, name: str, frames: tuple[bytes | str, ...]):
+        self.name = name  # the framing's
+        self.frames = frames
+        self.wires: dict[Any, bytes] = {}
+        self.direct = 0
 
 
 class FanOut:
-    def __init__(self, hub: Hub, version: Version):
-        self.hub = hub
+    def __init__(self, channels: dict[str, Channel], views: query.ViewCache, version: Version, *,
+                 delivery: FastHistogram, duration: Histogram):
+        self.channels = channels  # the hub's, by key: the channels to bring to each version
+        self.views = views  # the process's view cache (app.query), shared with REST
+        self.delivery = delivery  # commit -> hand-off to a client's socket
+        self.duration = duration  # one pass, slices summed
+        self.written_directly: Counter[str] = Counter()  # live deltas the fast path wrote, by framing name
         self.target = version  # the version every channel is being brought to
         self.todo: deque[Channel] = deque()
         self.alerts: list[Alert] = []  # of the versions this pass covers
@@ -83,7 +80,7 @@ class FanOut:
             self.alerts = [Alert.of(a) for a in alerts]
             self.spent = 0.0
         self.target = version
-        self.todo = deque(self.hub.channels.values())
+        self.todo = deque(self.channels.values())
         self.open = True
         self.run()
 
@@ -92,7 +89,7 @@ class FanOut:
         self.scheduled = False
         started = time.perf_counter()
         deadline = started + SLICE_S
-        target, todo, channels = self.target, self.todo, self.hub.channels
+        target, todo, channels = self.target, self.todo, self.channels
         while todo:
             channel = todo.popleft()
             if channel.version is target or channels.get(channel.key) is not channel:
@@ -109,7 +106,7 @@ class FanOut:
                 deadline = started + SLICE_S
         if self.open:
             self.open = False
-            self.hub.fanout.observe(self.spent + time.perf_counter() - started)
+            self.duration.observe(self.spent + time.perf_counter() - started)
         self.spent = 0.0
         self.alerts = []
 
@@ -127,7 +124,7 @@ class FanOut:
 
     def publish_channel(self, channel: Channel, version: Version) -> None:
         old = channel.version
-        rows = channel.rows_at(version, self.hub.views)
+        rows = channel.rows_at(version, self.views)
         if old.epoch != version.epoch or old.seq >= version.seq:
             # A new history (or a restored one): every subscriber starts again from a snapshot.
             channel.advance(version, rows)
@@ -149,11 +146,8 @@ class FanOut:
                     sub.connection.enqueue((ITEM_ALERT, sub, alert, alert.size, 0))
             return
         payload = orjson.dumps(change)
-        sse: bytes | None = None  # the delta and its alerts, one frame for every SSE subscriber
-        sse_wire: bytes | None = None
-        ws: dict[str | None, tuple[str, ...]] = {}  # per subscription id: the delta's text, then its alerts'
-        ws_wires: dict[tuple[str | None, int | None], bytes] = {}
-        direct_sse = direct_ws = 0
+        tag = version.tag
+        framed: dict[Any, Framed] = {}  # by framing (and subscription id where frames name it)
         for sub in list(channel.subs):
             state = sub.state
             connection = sub.connection
@@ -164,48 +158,37 @@ class FanOut:
                 for alert in hits:  # rendered when written, after the catch-up (or snapshot)
                     connection.enqueue((ITEM_ALERT, sub, alert, alert.size, 0))
                 continue
-            # IDLE: written straight onto the socket when the connection's writer is parked (the fast
-            # path, app.streams.direct), else queued as a live delta.
+            # IDLE: the delta and its alerts (their id: the version the client is at once the delta is
+            # applied), framed once for every subscriber that shares the frames; written straight onto the
+            # socket when the connection's writer is parked (the fast path, app.streams.direct), else queued.
+            framing = connection.framing
+            key = (framing, sub.id) if framing.per_subscription else framing
+            done = framed.get(key)
+            if done is None:
+                done = framed[key] = Framed(framing.name, (framing.event("delta", tag, sub.id, payload),
+                                                           *(framing.alert(tag, sub.id, alert) for alert in hits)))
+            frames = done.frames
             writer = connection.direct_writer
-            if connection.kind == "sse":
-                if sse is None:
-                    sse = sse_frame("delta", version.tag, payload)
-                    if hits:  # their id: the version the client is at once the delta is applied
-                        sse += b"".join([sse_frame("alert", version.tag, alert.sse) for alert in hits])
-                if writer is not None and connection.parked():
-                    if sse_wire is None:
-                        sse_wire = sse_chunk(sse)
-                    if writer.write(sse_wire):
-                        sub.delivered = seq
-                        direct_sse += 1
-                        continue
-                sub.state = LIVE
-                connection.enqueue((ITEM_DELTA, sub, sse, len(sse), seq))
-                continue
-            texts = ws.get(sub.id)
-            if texts is None:
-                texts = ws[sub.id] = (ws_frame("delta", sub.id, payload),
-                                      *(ws_frame("alert", sub.id, alert.ws) for alert in hits))
             if writer is not None and connection.parked():
-                key = (sub.id, writer.bits)  # compressed or not, once per id and window
-                wire = ws_wires.get(key)
+                wire = done.wires.get(writer.key)
                 if wire is None:
-                    wire = ws_wires[key] = b"".join([writer.wire(text) for text in texts])
+                    wire = done.wires[writer.key] = writer.wire(frames)
                 if writer.write(wire):
                     sub.delivered = seq
-                    direct_ws += 1
+                    done.direct += 1
                     continue
             sub.state = LIVE
-            connection.enqueue((ITEM_DELTA, sub, texts[0], len(texts[0]), seq))
-            for text in texts[1:]:
-                connection.enqueue((ITEM_READY, sub, text, len(text), 0))
-        direct = direct_sse + direct_ws
+            connection.enqueue((ITEM_DELTA, sub, frames[0], len(frames[0]), seq))
+            for frame in frames[1:]:
+                connection.enqueue((ITEM_READY, sub, frame, len(frame), 0))
+        direct = 0
+        for done in framed.values():
+            if done.direct:
+                self.written_directly[done.name] += done.direct
+                direct += done.direct
         if direct:
-            hub = self.hub
-            hub.written_directly["sse"] += direct_sse
-            hub.written_directly["ws"] += direct_ws
             elapsed = time.perf_counter() - self.published_at.get(seq, time.perf_counter())
-            observe = hub.delivery.observe
+            observe = self.delivery.observe
             for _ in range(direct):
                 observe(elapsed)
 

@@ -33,9 +33,10 @@ from app.streams import signals
 from app.streams.channel import IDLE, RESUME, SNAPSHOT, SYNC, Channel, Subscription
 from app.streams.connection import ITEM_HEARTBEAT, ITEM_SYNC, MAX_QUEUE_BYTES, Connection
 from app.streams.deflate import FrameCache
-from app.streams.fanout import Alert, FanOut
-from app.streams.frames import sse_frame, ws_frame
+from app.streams.fanout import FanOut
+from app.streams.frames import Alert
 from app.streams.histogram import FastHistogram
+from app.streams.transport import Framing
 
 log = logging.getLogger("app.streams")
 
@@ -80,12 +81,9 @@ class Hub:
         self.queue_bytes = 0
         self.closing = False
         self.published = 0  # versions fanned out
-        self.written_directly = {"sse": 0, "ws": 0}  # live deltas the fast path wrote, by connection kind
         self.deflated = FrameCache()  # compressed WebSocket frames, once for every subscriber (app.streams.deflate)
         self._last_version = store.latest()
         self._sweeps = 0
-        self.fanout_pass = FanOut(self, self._last_version)
-        self._stop_listening = store.listen(self.publish)
         self._beat_at = ""
         self._beat_ms = -1
         metrics.queue_bytes.set_function(lambda: self.queue_bytes)
@@ -101,16 +99,21 @@ class Hub:
             "stream_fanout_seconds", "Time publish() takes to compute and queue one version for every subscriber",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
             registry=metrics.registry)
+        self.fanout_pass = FanOut(self.channels, self.views, self._last_version, delivery=self.delivery,
+                                  duration=self.fanout)
+        self.written_directly = self.fanout_pass.written_directly  # live deltas the fast path wrote, by kind
+        self._stop_listening = store.listen(self.publish)
 
     # ---- connections -----------------------------------------------------------------------------
 
-    def connect(self, kind: str, client: str = "-") -> Connection | None:
-        """A new connection, or None when MAX_CONNECTIONS are open (or the hub is shutting down)."""
+    def connect(self, framing: Framing, client: str = "-") -> Connection | None:
+        """A new connection whose events `framing` frames (app.streams.frames: SSE, WS), or None when
+        MAX_CONNECTIONS are open (or the hub is shutting down)."""
         if self.closing or len(self.connections) >= self.max_connections:
             return None
-        connection = Connection(self, kind, client)
+        connection = Connection(self, framing, client)
         self.connections.add(connection)
-        self.metrics.connections.labels(kind).inc()
+        self.metrics.connections.labels(framing.name).inc()
         return connection
 
     def disconnect(self, connection: Connection) -> None:
@@ -241,30 +244,28 @@ class Hub:
             if base is not None and (base.epoch != current.epoch or base.seq > current.seq):
                 base = None
         sub.delivered, sub.epoch = current.seq, current.epoch
+        framing = connection.framing
         if base is None:
-            return channel.frame(connection, sub, "snapshot", "snapshot", channel.snapshot_payload)
+            return channel.frame(framing, sub.id, "snapshot", "snapshot", channel.snapshot_payload)
         payload = channel.bridge_payload(base)
         if payload is None:
             if mode != RESUME:
                 return None  # the client's view is already the current one
-            return channel.frame(connection, sub, "delta", ("empty", base.seq), lambda: orjson.dumps(
+            return channel.frame(framing, sub.id, "delta", ("empty", base.seq), lambda: orjson.dumps(
                 {"epoch": current.epoch, "seq": current.seq, "prev_seq": base.seq, "upsert": [], "remove": []}))
-        return channel.frame(connection, sub, "delta", ("bridge", base.seq), lambda: payload)
+        return channel.frame(framing, sub.id, "delta", ("bridge", base.seq), lambda: payload)
 
     def render_heartbeat(self, connection: Connection, sub: Subscription | None) -> bytes | str:
         at = self._now_iso()
-        if sub is None:  # a WebSocket without subscriptions
+        if sub is None:  # a connection without subscriptions: the latest seq
             latest = self.store.latest()
-            return ws_frame("heartbeat", None, orjson.dumps({"epoch": latest.epoch, "seq": latest.seq, "at": at}))
+            return connection.framing.event("heartbeat", latest.tag, None, orjson.dumps(
+                {"epoch": latest.epoch, "seq": latest.seq, "at": at}))
         payload = orjson.dumps({"epoch": sub.epoch, "seq": sub.delivered, "at": at})
-        if connection.kind == "sse":
-            return sse_frame("heartbeat", f"{sub.epoch}:{sub.delivered}", payload)
-        return ws_frame("heartbeat", sub.id, payload)
+        return connection.framing.event("heartbeat", f"{sub.epoch}:{sub.delivered}", sub.id, payload)
 
     def render_alert(self, connection: Connection, sub: Subscription, alert: Alert) -> bytes | str:
-        if connection.kind == "sse":
-            return sse_frame("alert", f"{sub.epoch}:{sub.delivered}", alert.sse)
-        return ws_frame("alert", sub.id, alert.ws)
+        return connection.framing.alert(f"{sub.epoch}:{sub.delivered}", sub.id, alert)
 
     def _now_iso(self) -> str:
         now = time.time()
@@ -292,12 +293,13 @@ class Hub:
     # ---- heartbeats and write timeouts -----------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Queue a heartbeat for every subscription (and every WebSocket without one) that has none queued."""
+        """Queue a heartbeat for every subscription (and every connection without one, where its framing
+        says so: a WebSocket) that has none queued."""
         for connection in list(self.connections):
             if connection.closed:
                 continue
             if not connection.subs:
-                if connection.kind == "ws":
+                if connection.framing.heartbeat_without_subscriptions:
                     connection.enqueue((ITEM_HEARTBEAT, None, None, 0, 0))
                 continue
             for sub in list(connection.subs.values()):

@@ -20,6 +20,7 @@ from app.api.limits import client_of
 from app.api.responses import JSONBytes, error
 from app.streams import direct
 from app.streams.connection import Connection
+from app.streams.frames import SSE
 from app.streams.hub import Hub, ViewLimitError
 
 SSE_HEADERS = [
@@ -37,7 +38,7 @@ async def stream(request: Request) -> Response:
         view, extra = query.parse_query(request.query_params.multi_items(), allowed_extra=("since",))
     except query.QueryError as exc:
         return JSONBytes(exc.body(), status_code=exc.status)
-    connection = hub.connect("sse", client_of(request.scope))
+    connection = hub.connect(SSE, client_of(request.scope))
     if connection is None:
         return error(503, "too_many_connections", "the server holds its maximum of streams; retry shortly",
                      headers={"Retry-After": "2"})
@@ -72,8 +73,10 @@ class EventStream(Response):
             loop = asyncio.get_running_loop()
             watcher = loop.create_task(_watch_disconnect(receive, connection))
             # The response start went through the middleware; frames need not (and may take the fast path).
-            send = direct.attach(connection, send)
+            socket = direct.attach(send, direct.SSE_SERVER, direct_writes=self.hub.direct_writes)
+            connection.use(socket)
             connection.task = asyncio.current_task()
+            send = socket.send
             await self._write(send, loop)
         finally:
             if watcher is not None:
@@ -100,7 +103,7 @@ class EventStream(Response):
                 raise
             connection.deadline = 0.0
         if connection.closed == "client" or (connection.closed == "slow" and connection.ender is not None):
-            return  # gone, or already ended on the socket (app.streams.direct.ender)
+            return  # gone, or already ended on the socket (the `ender` app.streams.direct found)
         if connection.transport is not None and connection.transport.is_closing():
             await _settle()  # dropped for not reading (Connection.drop_slow)
             return

@@ -25,6 +25,7 @@ from app.api.limits import ClientLimiter, client_of, retry_after
 from app.sources.values import is_mint
 from app.streams import deflate, direct
 from app.streams.connection import Connection
+from app.streams.frames import WS
 from app.streams.hub import Hub, ViewLimitError
 
 log = logging.getLogger("app.streams")
@@ -61,7 +62,7 @@ def _echoable(sub_id: Any) -> bool:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     svc = websocket.app.state.service
     hub: Hub = svc.hub
-    connection = hub.connect("ws", client_of(websocket.scope))
+    connection = hub.connect(WS, client_of(websocket.scope))
     deflate.negotiate(direct.find_server_send(websocket._send))  # compressed frames shared by all subscribers
     await websocket.accept()
     if connection is None:
@@ -69,7 +70,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_writer, websocket, connection, hub.stall_s, tasks.cancel_scope)
+            tasks.start_soon(_writer, websocket, hub, connection, tasks.cancel_scope)
             await _reader(websocket, hub, connection, getattr(svc, "limiter", None))
             tasks.cancel_scope.cancel()
     finally:
@@ -185,11 +186,12 @@ def _watchlist(tokens: object, sub_id: str) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
-async def _writer(websocket: WebSocket, connection: Connection, write_timeout: float,
-                  scope: anyio.CancelScope) -> None:
-    send = direct.attach(connection, websocket._send)  # frames skip the middleware (app.streams.direct)
-    writer = connection.direct_writer
-    shared = writer.send if writer is not None and writer.bits is not None else None  # compressed once for all
+async def _writer(websocket: WebSocket, hub: Hub, connection: Connection, scope: anyio.CancelScope) -> None:
+    # Frames skip the middleware (app.streams.direct); compressed ones are compressed once for all.
+    socket = direct.attach(websocket._send, direct.WS_SERVER, direct_writes=hub.direct_writes, frames=hub.deflated)
+    connection.use(socket)
+    send, writer, write_timeout = socket.send, socket.writer, hub.stall_s
+    shared = writer.send if isinstance(writer, direct.DirectWS) and writer.bits is not None else None
     connection.task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     try:
@@ -209,7 +211,7 @@ async def _writer(websocket: WebSocket, connection: Connection, write_timeout: f
         return
     reason = connection.closed
     if connection.transport is not None and connection.transport.is_closing():
-        return  # ended on the socket (app.streams.direct.ender: close 4008), or dropped: nothing more to send
+        return  # ended on the socket (close 4008 by the `ender` app.streams.direct found), or dropped
     if reason == "slow":
         await _close(websocket, CLOSE_SLOW, "too slow to keep up")
     elif reason == "shutdown":
