@@ -245,13 +245,6 @@ def _positive(raw: str) -> float:
     return value
 
 
-def _non_negative(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError
-    return value
-
-
 def _at_least(low: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         value = float(raw)
@@ -259,6 +252,9 @@ def _at_least(low: float) -> Callable[[str], float]:
             raise ValueError
         return value
     return parse
+
+
+_non_negative = _at_least(0.0)
 
 
 def _key_prefix(raw: str) -> str:

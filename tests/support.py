@@ -1,4 +1,5 @@
-"""Shared test helpers: run the real app over loopback HTTP, and wait on conditions (never fixed sleeps)."""
+"""Shared test helpers: run the real app (or the demo market) over loopback HTTP, and wait on conditions
+(never fixed sleeps)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import TypeVar
 
 import anyio
 import httpx
+import pytest
 
 from app.config import Settings, load_settings
+from app.demo.market import Market
+from app.demo.server import RunningMarket, serve_market
 from app.edge import uvicorn_options
 from app.main import create_app
 from app.runtime import Options
@@ -32,6 +36,22 @@ def fast_settings(market, **overrides) -> Settings:
     }, dotenv=None)
     return base.with_(dexscreener_url=market.dexscreener_url, geckoterminal_url=market.geckoterminal_url,
                       jupiter_url=market.jupiter_url, **overrides)
+
+
+@pytest.fixture
+async def srv() -> AsyncIterator[RunningMarket]:
+    """The demo market (seed 7) on loopback, not ticking, so a test reads the same figures on every call.
+
+    A fixture: a test module uses it by importing it (`from tests.support import client, srv`)."""
+    async with serve_market(Market(seed=7), tick_interval=None) as running:
+        yield running
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client, for calling the market's upstream APIs as the service would."""
+    async with httpx.AsyncClient(timeout=5.0) as c:
+        yield c
 
 
 @contextlib.asynccontextmanager

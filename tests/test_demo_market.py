@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -13,25 +13,9 @@ import pytest
 
 from app.demo.market import B58_ALPHABET, USDC_MINT, WSOL_MINT, Market, Token
 from app.demo.server import RunningMarket, serve_market
+from tests.support import client, srv  # noqa: F401 - the demo market's fixtures
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RunningMarket]:
-    async with serve_market(Market(seed=7), tick_interval=None) as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as c:
-        yield c
 
 
 async def wait_until(cond: Callable[[], Any], timeout: float = 3.0) -> None:

@@ -4,33 +4,13 @@ pools oriented the other way round and its empty candle days, Jupiter's burst li
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
 import pytest
 
-from app.demo.market import USDC_MINT, WSOL_MINT, Market
+from app.demo.market import USDC_MINT, WSOL_MINT
 from app.demo.model import JUNK_FACTOR
-from app.demo.server import RunningMarket, serve_market
+from tests.support import client, srv  # noqa: F401 - the demo market's fixtures
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RunningMarket]:
-    async with serve_market(Market(seed=7), tick_interval=None) as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as c:
-        yield c
 
 
 # ------------------------------------------------------------------------------------------------

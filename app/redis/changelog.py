@@ -46,8 +46,34 @@ redis.call('HSET', KEYS[1], 'seq', ARGV[3])
 return {1}
 """
 
-# KEYS: meta, log, base, leader, holds. ARGV: fence, epoch, from_base_seq, to_seq, base_info, n_upserts,
-# then n_upserts (address, record) pairs, then the addresses removed.
+
+def hash_patch(key: int, count: int) -> str:
+    """Lua that writes n (field, value) pairs into the hash KEYS[key], then deletes the fields after them:
+    ARGV[count] is n, the pairs follow, the fields to delete run to the end of ARGV (`patch_args` makes
+    them). Folding the base and saving the ingest's state (app.redis.shared) both write a hash this way."""
+    return f"""local n = tonumber(ARGV[{count}])
+local i = {count + 1}
+for _ = 1, n do
+  redis.call('HSET', KEYS[{key}], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[{key}], ARGV[i])
+  i = i + 1
+end"""
+
+
+def patch_args(upserts: Mapping[str, bytes], removals: Iterable[str]) -> list[str | bytes | int]:
+    """The ARGV tail `hash_patch` reads: how many upserts, the (field, value) pairs, the fields removed."""
+    args: list[str | bytes | int] = [len(upserts)]
+    for field, value in upserts.items():
+        args.extend((field, value))
+    args.extend(removals)
+    return args
+
+
+# KEYS: meta, log, base, leader, holds. ARGV: fence, epoch, from_base_seq, to_seq, base_info, then the
+# `patch_args` of the base: n_upserts, n_upserts (address, record) pairs, the addresses removed.
 # Moves the base from version from_base_seq to to_seq and trims the stream up to to_seq. Refused when a
 # live cursor hold names a version before to_seq (that version must stay replayable).
 _FOLD = FENCE_CHECK.format(key=4) + """
@@ -61,16 +87,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now[1] * 1000 + math.floor(now[2
 for _, held in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
   if tonumber(held) < to then return {0, 'held', held} end
 end
-local n = tonumber(ARGV[6])
-local i = 7
-for _ = 1, n do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i <= #ARGV do
-  redis.call('HDEL', KEYS[3], ARGV[i])
-  i = i + 1
-end
+""" + hash_patch(key=3, count=6) + """
 redis.call('HSET', KEYS[1], 'base_seq', ARGV[4], 'base_info', ARGV[5])
 redis.call('XTRIM', KEYS[2], 'MINID', (to + 1) .. '-0')
 return {1}
@@ -133,7 +150,8 @@ def _entries(raw: Iterable[tuple[bytes, Mapping[bytes, bytes]]]) -> list[LogEntr
     return [LogEntry(int(entry_id.split(b"-", 1)[0]), fields[b"d"]) for entry_id, fields in raw]
 
 
-def _check(result: list) -> None:
+def raise_if_refused(result: list) -> None:
+    """Reads a fenced script's answer: {1}, or {0, reason, detail} (FENCE_CHECK's, or the script's own)."""
     if int(result[0]) != 1:
         raise CommitRejected(_text(result[1]) or "", _text(result[2]) or "")
 
@@ -160,7 +178,7 @@ class ChangeLog:
     async def commit(self, fence: int, epoch: str, seq: int, payload: bytes) -> None:
         """Append change set `seq`; raises CommitRejected unless `fence` holds the lease and seq is next."""
         k = self.keys
-        _check(await self._commit(keys=[k.meta, k.log, k.leader], args=[fence, epoch, seq, payload]))
+        raise_if_refused(await self._commit(keys=[k.meta, k.log, k.leader], args=[fence, epoch, seq, payload]))
 
     async def load(self) -> LogSnapshot | None:
         """Base and stream read in one transaction (a fold cannot come between); None without an epoch."""
@@ -189,11 +207,9 @@ class ChangeLog:
         """Move the base to version `to_seq`: `upserts` and `removals` are every record that differs
         between the two base versions. Raises CommitRejected when the lease, the base or a hold says no."""
         k = self.keys
-        args: list[str | bytes | int | float] = [fence, epoch, from_base_seq, to_seq, base_info, len(upserts)]
-        for address, record in upserts.items():
-            args.extend((address, record))
-        args.extend(removals)
-        _check(await self._fold(keys=[k.meta, k.log, k.base, k.leader, k.holds], args=args))
+        args: list[str | bytes | int] = [fence, epoch, from_base_seq, to_seq, base_info,
+                                         *patch_args(upserts, removals)]
+        raise_if_refused(await self._fold(keys=[k.meta, k.log, k.base, k.leader, k.holds], args=args))
 
     async def hold(self, seq: int, seconds: float) -> None:
         """A cursor on version `seq` for `seconds` more (Redis time): no fold may drop it before then."""

@@ -11,25 +11,17 @@ from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
 
-from app.redis.changelog import CommitRejected
+from app.redis.changelog import hash_patch, patch_args, raise_if_refused
 from app.redis.keys import Keys
 from app.redis.lease import FENCE_CHECK
 
 SCHEDULER_FIELD = "~scheduler"  # the ingest hash's field for what is not per token
 
-# KEYS: ingest, leader. ARGV: fence, n_upserts, then (field, value) pairs, then the fields to delete.
+# KEYS: ingest, leader. ARGV: fence, then the `patch_args` of the ingest hash: n_upserts, the (field, value)
+# pairs, the fields to delete.
 # Only the lease holder writes: a stale leader cannot overwrite its successor's state with older figures.
 _SAVE_INGEST = FENCE_CHECK.format(key=2) + """
-local n = tonumber(ARGV[2])
-local i = 3
-for _ = 1, n do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
-end
+""" + hash_patch(key=1, count=2) + """
 return {1}
 """
 
@@ -57,9 +49,7 @@ class SharedState:
 
     async def publish_cycle(self, fence: int, summary: bytes) -> None:
         """The leader's latest cycle summary (sources' health, SOL/USD...), as JSON, for every /health."""
-        ok = await self._publish_cycle(keys=[self.keys.cycle, self.keys.leader], args=[fence, summary])
-        if int(ok[0]) != 1:
-            raise CommitRejected("fence")
+        raise_if_refused(await self._publish_cycle(keys=[self.keys.cycle, self.keys.leader], args=[fence, summary]))
 
     async def cycle(self) -> bytes | None:
         raw = await self.redis.get(self.keys.cycle)
@@ -71,12 +61,8 @@ class SharedState:
         fields: dict[str, bytes] = dict(tokens)
         if scheduler is not None:
             fields[SCHEDULER_FIELD] = scheduler
-        args: list[str | bytes | int] = [fence, len(fields)]
-        for name, value in fields.items():
-            args.extend((name, value))
-        args.extend(removed)
-        if int((await self._save_ingest(keys=[self.keys.ingest, self.keys.leader], args=args))[0]) != 1:
-            raise CommitRejected("fence")
+        args = [fence, *patch_args(fields, removed)]
+        raise_if_refused(await self._save_ingest(keys=[self.keys.ingest, self.keys.leader], args=args))
 
     async def load_ingest(self) -> tuple[dict[str, bytes], bytes | None]:
         """(address -> token state, scheduler state) as the last leader saved them."""

@@ -46,6 +46,29 @@ def note_hold(held_until: dict[int, float], seq: int, until: float) -> None:
         del held_until[soonest]
 
 
+class Listeners:
+    """Who hears each new version, in the order they came. Shared by every store, so the rule is the same
+    everywhere: a listener that raises is logged and skipped, and stops neither the others nor the writer."""
+
+    def __init__(self) -> None:
+        self._all: list[Listener] = []
+
+    def add(self, listener: Listener) -> Callable[[], None]:
+        """Start calling `listener`; returns the function that stops it."""
+        self._all.append(listener)
+        return lambda: self._all.remove(listener) if listener in self._all else None
+
+    def clear(self) -> None:
+        self._all.clear()
+
+    def notify(self, version: Version) -> None:
+        for listener in list(self._all):
+            try:
+                listener(version)
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the others or the writer
+                log.exception("store listener failed for version %s", version.tag)
+
+
 class MemoryStore:
     """`Store` for one process. `commit` is the only writer; everything else reads `Version` objects."""
 
@@ -60,7 +83,7 @@ class MemoryStore:
         self._versions: dict[int, Version] = {0: self._latest}  # by seq, oldest first
         self._superseded_at: dict[int, float] = {}  # every held version but the latest
         self._held_until: dict[int, float] = {}
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._summary: CycleSummary | None = None
 
     @property
@@ -98,12 +121,11 @@ class MemoryStore:
         self._versions[version.seq] = version
         self._latest = version
         self._expire(now)
-        self._notify(version)
+        self._listeners.notify(version)
         return version
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.add(listener)
 
     def summary(self) -> CycleSummary | None:
         return self._summary
@@ -132,10 +154,3 @@ class MemoryStore:
                 del held[seq]
             del self._versions[seq]
             del self._superseded_at[seq]
-
-    def _notify(self, version: Version) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(version)
-            except Exception:  # noqa: BLE001 - one broken listener must not stop the others or the writer
-                log.exception("store listener failed for version %s", version.tag)

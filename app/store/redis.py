@@ -33,7 +33,7 @@ from app.redis.follower import BLOCK_MS, Follower
 from app.redis.keys import Keys
 from app.redis.shared import SharedState
 from app.store.base import HOLD_S, CycleSummary, Listener
-from app.store.memory import MAX_HOLD_S, new_epoch, note_hold
+from app.store.memory import MAX_HOLD_S, Listeners, new_epoch, note_hold
 from app.store.versions import (
     ChangeSet,
     CommitRejected,
@@ -94,7 +94,7 @@ class RedisStore:
         self._held_until: dict[int, float] = {}
         self._shared_holds: set[int] = set()  # seqs cursors hold on any instance (from Redis)
         self._pending_holds: dict[int, float] = {}  # holds to tell Redis about: seq -> seconds
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._summary: CycleSummary | None = None
         self._summary_raw: bytes | None = None
         # Folding: the base's seq and, for each later entry, (seq, committed_at, addresses touched).
@@ -141,8 +141,7 @@ class RedisStore:
         self._pending_holds[seq] = max(seconds, self._pending_holds.get(seq, 0.0))  # sent by _maintain
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.add(listener)
 
     def summary(self) -> CycleSummary | None:
         return self._summary
@@ -238,11 +237,7 @@ class RedisStore:
         self._versions[version.seq] = version
         self._latest = version
         self._expire(now)
-        for listener in list(self._listeners):
-            try:
-                listener(version)
-            except Exception:  # noqa: BLE001 - one broken listener must not stop the others or the writer
-                log.exception("store listener failed for version %s", version.tag)
+        self._listeners.notify(version)
 
     def _expire(self, now: float) -> None:
         hold_s, held, shared = self._hold_s, self._held_until, self._shared_holds
