@@ -6,23 +6,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import httpx
 import orjson
 import pytest
 
 from app.demo.market import B58_ALPHABET, USDC_MINT, WSOL_MINT, Market, Token
 from app.demo.server import RunningMarket, serve_market
-from tests.support import client, srv  # noqa: F401 - the demo market's fixtures
+from tests.support import wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def wait_until(cond: Callable[[], Any], timeout: float = 3.0) -> None:
-    """Await a condition (polled) with a timeout; never a fixed sleep."""
-    with anyio.fail_after(timeout):
-        while not cond():
-            await anyio.sleep(0.01)
 
 
 def is_num(x: Any) -> bool:
@@ -373,7 +367,7 @@ async def test_tick_changes_prices_over_http(srv: RunningMarket, client: httpx.A
 
 async def test_background_ticking(client: httpx.AsyncClient) -> None:
     async with serve_market(Market(seed=2, n_tokens=60), tick_interval=0.02) as running:
-        await wait_until(lambda: running.market.tick_no >= 3)
+        await wait_for(lambda: running.market.tick_no >= 3, timeout=3.0, message="three ticks")
         state = (await client.get(f"{running.base_url}/_control/state")).json()
         assert state["tick"] >= 3
 

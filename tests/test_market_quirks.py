@@ -8,7 +8,6 @@ import pytest
 
 from app.demo.market import USDC_MINT, WSOL_MINT
 from app.demo.model import JUNK_FACTOR
-from tests.support import client, srv  # noqa: F401 - the demo market's fixtures
 
 pytestmark = pytest.mark.anyio
 
