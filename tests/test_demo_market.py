@@ -17,8 +17,6 @@ from tests.support import wait_for
 pytestmark = pytest.mark.anyio
 
 
-
-
 def is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
