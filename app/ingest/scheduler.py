@@ -12,10 +12,8 @@ sampled when due and the snapshot saved now and then, so a restart serves the la
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -30,14 +28,15 @@ from app.ingest.continuity import Continuity
 from app.ingest.figures import rate_to_adopt, with_rate
 from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
-from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
+from app.ingest.merge import TokenState, merge
 from app.ingest.refresh_dexscreener import DexScreenerRefresh
 from app.ingest.refresh_geckoterminal import GeckoTerminalRefresh
 from app.ingest.refresh_jupiter import JupiterRefresh
 from app.ingest.report import CycleReport
-from app.model import MAIN_QUOTES, PoolObservation, Record, TokenInfo
+from app.ingest.tracking import Tracking
+from app.model import Record
 from app.sources.client import UpstreamClient, UpstreamError, describe
-from app.sources.values import UpstreamFormatError, is_mint, iso
+from app.sources.values import UpstreamFormatError, iso
 from app.store.base import CommitRejected, FencingError, Store, Version
 
 log = logging.getLogger("app.ingest")
@@ -52,8 +51,9 @@ DISCOVERY_MAX_SHARE = 0.4
 RESTORED_HOLD_S = 300.0
 
 
-class Ingest(Continuity):
-    """Owns the tracked universe (`tokens`) and feeds the store. One per running ingest (the leader)."""
+class Ingest(Continuity, Tracking):
+    """Owns the tracked universe (`tokens`; app.ingest.tracking) and feeds the store. One per running
+    ingest (the leader)."""
 
     def __init__(
         self,
@@ -255,72 +255,6 @@ class Ingest(Continuity):
         if source == "geckoterminal":
             await self.seven_day.fetch(report)
 
-    # ---- the tracked universe -------------------------------------------------------------------
-
-    def track(self, mints: Iterable[str]) -> list[TokenState]:
-        """The states of `mints`, new ones tracked. SOL, USDC and USDT are never tracked as meme tokens."""
-        states = []
-        for mint in mints:
-            if mint in MAIN_QUOTES or not is_mint(mint):
-                continue
-            state = self.tokens.get(mint)
-            if state is None:
-                state = self.tokens[mint] = TokenState(mint)
-            states.append(state)
-        return states
-
-    def take_pools(self, source: str, pools: Iterable[PoolObservation], now: float) -> None:
-        known = self._known.setdefault(source, {})
-        seen = self.last_refreshed.setdefault(source, {})
-        for pool in pools:
-            if pool.base_address in MAIN_QUOTES:
-                continue
-            for state in self.track([pool.base_address]):
-                state.add_pool(pool)
-                self._dirty.add(state.address)
-                seen[state.address] = now
-                known.setdefault(state.address, {})[pool.pool_address] = now
-
-    def take_infos(self, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
-        for info in infos:
-            for state in self.track([info.address]):
-                old = state.infos.get(info.source)
-                if old is not None and not replace_stats:
-                    info = replace(old, price_usd=info.price_usd, liquidity_usd=info.liquidity_usd,
-                                   observed_at=info.observed_at,
-                                   stats={**old.stats, **{w: merge_window(old.stats.get(w), s)
-                                                          for w, s in info.stats.items()}})
-                state.infos[info.source] = info
-                self._dirty.add(state.address)
-                self.last_refreshed.setdefault(info.source, {})[state.address] = now
-
-    def known_pools(self, source: str) -> dict[str, dict[str, float]]:
-        """mint -> the pools `source` has reported for it (-> when last), those unseen for 30 minutes gone."""
-        known = self._known.setdefault(source, {})
-        now = self._clock()
-        for mint in [m for m, pools in known.items() if m not in self.tokens or not pools]:
-            del known[mint]
-        for pools in known.values():
-            for address in [a for a, at in pools.items() if now - at > POOL_TTL_S]:
-                del pools[address]
-        return known
-
-    def mark_dirty(self, address: str) -> None:
-        self._dirty.add(address)
-
-    def priority(self, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
-        """Most active and most stale first; never-refreshed tokens before all others."""
-        now = self._clock()
-        seen = self.last_refreshed.get(source, {})
-
-        def key(state: TokenState) -> tuple[int, float]:
-            last = seen.get(state.address)
-            if last is None:
-                return (0, 0.0)
-            return (1, -(now - last) * (1.0 + math.log10(1.0 + state.activity())))
-
-        return [s.address for s in sorted(self.tokens.values() if candidates is None else candidates, key=key)]
-
     # ---- merge and commit ----------------------------------------------------------------------
 
     def merge_dirty(self, now: float) -> tuple[dict[str, Record], list[str]]:
@@ -396,20 +330,3 @@ class Ingest(Continuity):
         summary = cycle_summary(self.instance, self.clients, self.sol_usd, self.stale, self._clock(),
                                 self._restored_success)
         await self.store.publish_summary(summary, self._token())
-
-    def _trim(self) -> list[str]:
-        excess = len(self.tokens) - self.settings.max_tokens
-        if excess <= 0:
-            return []
-        # Tokens not yet refreshed have no activity to judge by: they are kept until they have data.
-        least_active = sorted(self.tokens.values(),
-                              key=lambda s: (s.activity() if s.has_data() else math.inf, s.address))[:excess]
-        for state in least_active:
-            del self.tokens[state.address]
-            for seen in self.last_refreshed.values():
-                seen.pop(state.address, None)
-            self._dirty.discard(state.address)
-            self._restored.pop(state.address, None)
-            self.seven_day.forget(state.address)
-            self.strategies["dexscreener"].forget(state.address)
-        return [state.address for state in least_active]
