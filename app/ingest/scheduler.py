@@ -74,10 +74,8 @@ class Ingest(Continuity, Tracking):
         self.tokens: dict[str, TokenState] = {}
         self.sol_usd: float | None = None  # the adopted SOL/USD rate: every record's *_sol figures use it
         self.sol_usd_at: float | None = None  # when it was adopted
-        self.sol_quote: float | None = None  # the latest rate read from the upstreams
         self.last_discovery: float | None = None
         self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
-        self.skipped_items: dict[str, int] = {source: 0 for source in clients}
         self.sol_quotes: dict[str, float] = {}  # this cycle's SOL/USD price by source
         self.cycles = 0
         self._clock = clock
@@ -94,8 +92,7 @@ class Ingest(Continuity, Tracking):
         # 7d figures
         self.history = history
         self.snapshots = snapshots
-        self._watched = watched  # which tokens live views show (the hub's), for candles
-        self.seven_day = SevenDay(self, history, watched)
+        self.seven_day = SevenDay(self, history, watched)  # watched: which tokens live views show (the hub's)
         if "geckoterminal" in self.budgets:
             self.seven_day.allowance = self.budgets["geckoterminal"].candles
         # snapshots and restart
@@ -120,11 +117,6 @@ class Ingest(Continuity, Tracking):
 
     def clock(self) -> float:
         return self._clock()
-
-    def candle_per_min(self) -> float:
-        """GeckoTerminal calls per minute kept for daily candles."""
-        shares = self.shares.get("geckoterminal")
-        return shares.candles if shares is not None else 0.0
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -178,8 +170,7 @@ class Ingest(Continuity, Tracking):
 
     def take_sol_quote(self, quote: float, now: float) -> float | None:
         """The cycle's SOL/USD quote: adopted as the rate when it differs from the adopted one by more than
-        0.1% (CONTRACT §2), else only noted. Returns the newly adopted rate, or None."""
-        self.sol_quote = quote
+        0.1% (CONTRACT §2); else the adopted rate stays. Returns the newly adopted rate, or None."""
         rate = rate_to_adopt(self.sol_usd, quote)
         if rate is not None:
             self.sol_usd, self.sol_usd_at = rate, now
@@ -203,7 +194,6 @@ class Ingest(Continuity, Tracking):
         # A parse may return (items, something read alongside them), e.g. pools and a SOL price.
         skipped = getattr(parsed[0] if isinstance(parsed, tuple) else parsed, "skipped", 0)
         if skipped:
-            self.skipped_items[source] = self.skipped_items.get(source, 0) + skipped
             client.health.skipped_items += skipped
         return parsed
 
