@@ -103,9 +103,11 @@ async def test_a_slow_cursor_walk_sees_one_version_while_data_moves(service):
 
 async def test_metrics_and_health(service):
     client, _ = service
-    await client.get("/api/tokens")
+    address = (await client.get("/api/tokens")).json()["data"][0]["token_address"]
+    await client.get(f"/api/tokens/{address}/history")
     text = (await client.get("/metrics")).text
     assert 'http_requests_total{route="/api/tokens",status="200"}' in text
+    assert 'http_requests_total{route="/api/tokens/{address}/history",status="200"}' in text  # not the token's
     assert "upstream_calls_total" in text and "ingest_cycle_duration_seconds" in text
     health = (await client.get("/health")).json()
     assert health["status"] == "ok" and health["tokens"] > 100
