@@ -385,7 +385,7 @@ def open_state(data_dir: str | Path, origin: str = "") -> tuple[History, Snapsho
                 pass
         log.error("DATA_DIR %s is not usable (%s): running without persistence "
                   "(no snapshot on restart, price history kept in memory only)", path, exc)
-        return SampledHistory(_MemoryBackend()), None
+        return memory_history(), None
     return SampledHistory(_DiskBackend(history_cache)), DiskSnapshots(snapshot_cache)
 
 

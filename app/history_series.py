@@ -121,9 +121,6 @@ class SeriesIndex:
     def get(self, address: str) -> TokenSeries | None:
         return self.tokens.get(address)
 
-    def samples(self) -> int:
-        return sum(len(series) for series in self.tokens.values())
-
 
 def day_candles(candles: Iterable[Sequence[float]], now: float, keep_s: float) -> list[DayCandle]:
     """(day start, close, volume) of parsed OHLCV rows `(ts, open, high, low, close, volume)`, oldest first,

@@ -1,7 +1,7 @@
 """Timings of app.query over 2,000 random records: `python bench/bench_query.py`.
 
 Prints, per operation, the mean time of one call: building each sorted index on a fresh version,
-a cached first page (page + encode_page), a filtered page on a fresh version with its index built,
+a cached first page (page + page_parts), a filtered page on a fresh version with its index built,
 and a deep cursor page.
 """
 
@@ -19,7 +19,7 @@ import orjson
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from app.ingest.leader import changeset  # noqa: E402
-from app.query import SORTS, ViewCache, encode_page, filtered, ordered, page, parse_view  # noqa: E402
+from app.query import SORTS, ViewCache, filtered, ordered, page, page_parts, parse_view  # noqa: E402
 from app.store.base import Version  # noqa: E402
 from app.store.memory import MemoryStore  # noqa: E402
 
@@ -124,9 +124,9 @@ def main() -> None:
     print("\nqueries on a version whose indexes exist:")
 
     def first_page() -> bytes:
-        return encode_page(page(store, view, None, secret=SECRET, cache=cache), view, cache)
+        return b"".join(page_parts(page(store, view, None, secret=SECRET, cache=cache), view, cache))
 
-    timed("  cached first page (page + encode_page), default view", first_page, 5000)
+    timed("  cached first page (page + page_parts), default view", first_page, 5000)
 
     views = {
         "min_liquidity_usd + protocol": parse_view(
@@ -148,12 +148,12 @@ def main() -> None:
             ref = None if v.max_age_h is None else int(time.time())
             cache.discard(version, ("filtered", v.filter_key, ref))
             cache.discard(version, ("head", v.key, ref))
-            return encode_page(page(store, v, None, secret=SECRET, cache=cache), v, cache)
+            return b"".join(page_parts(page(store, v, None, secret=SECRET, cache=cache), v, cache))
 
         timed(f"  filtered page, not cached: {label}", uncached, 2000)
 
         def cached(v=filtered_view) -> bytes:
-            return encode_page(page(store, v, None, secret=SECRET, cache=cache), v, cache)
+            return b"".join(page_parts(page(store, v, None, secret=SECRET, cache=cache), v, cache))
 
         timed(f"  filtered page, cached: {label}", cached, 5000)
 
@@ -163,7 +163,7 @@ def main() -> None:
         cursor = page(store, deep_view, cursor, secret=SECRET, cache=cache).next_cursor
 
     def deep() -> bytes:
-        return encode_page(page(store, deep_view, cursor, secret=SECRET, cache=cache), deep_view, cache)
+        return b"".join(page_parts(page(store, deep_view, cursor, secret=SECRET, cache=cache), deep_view, cache))
 
     timed("  deep cursor page (rows 1500-1599, limit 100)", deep, 5000)
 

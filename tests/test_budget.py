@@ -21,14 +21,15 @@ class FakeClock:
         return self.now
 
 
-def test_budget_never_allows_more_than_limit_in_any_sliding_window():
+@pytest.mark.anyio
+async def test_budget_never_allows_more_than_limit_in_any_sliding_window():
     clock = FakeClock()
     budget = SlidingWindowBudget(10, clock=clock)
     sent = []
     rng = random.Random(7)
     for _ in range(5000):
         clock.now += rng.uniform(0, 3)
-        if budget.try_take():
+        if await budget.take(max_wait=0):
             sent.append(clock.now)
     assert len(sent) > 100
     # Every window of 60 s (sliding, not calendar) holds at most 10 requests.
@@ -39,16 +40,17 @@ def test_budget_never_allows_more_than_limit_in_any_sliding_window():
         assert j - i <= 10
 
 
-def test_budget_window_is_sliding_not_calendar_minute():
+@pytest.mark.anyio
+async def test_budget_window_is_sliding_not_calendar_minute():
     clock = FakeClock()
     budget = SlidingWindowBudget(2, clock=clock)
-    assert budget.try_take() and budget.try_take()
-    assert not budget.try_take()
+    assert await budget.take(max_wait=0) and await budget.take(max_wait=0)
+    assert not await budget.take(max_wait=0)
     clock.now += 59.0
-    assert not budget.try_take()
+    assert not await budget.take(max_wait=0)
     assert budget.wait_time() == pytest.approx(1.0 + WINDOW_SLACK_S)
     clock.now += 1.0 + WINDOW_SLACK_S
-    assert budget.try_take()
+    assert await budget.take(max_wait=0)
     assert budget.used() == 1
 
 

@@ -31,7 +31,7 @@ JUNK = "JunkQuoteMintXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 
 def test_the_default_budgets_keep_three_calls_a_minute_for_candles_that_discovery_cannot_take():
     ingest = Ingest(load_settings({}, dotenv=None), MemoryStore(), {})
-    assert ingest.candle_per_min() == 0  # no GeckoTerminal client, no candles
+    assert ingest.seven_day.allowance is None and "geckoterminal" not in ingest.shares  # no client, no candles
     # GeckoTerminal at its default 10/min: 3 for candles, its 3 discovery requests a minute, 4 for refresh.
     shares = split(10, 3.0, candles=True)
     assert (shares.candles, shares.discovery, shares.refresh) == (3.0, 3.0, 4.0)
@@ -131,7 +131,7 @@ async def test_candles_give_7d_figures_to_the_most_active_tokens_within_their_sh
     requests = market.requests["geckoterminal"]
     ohlcv = [path for _, path, _ in requests if "/ohlcv/" in path]
     discovery = [t for t, path, _ in requests if "trending_pools" in path or "new_pools" in path]
-    assert 3 <= len(ohlcv) <= ingest.candle_per_min() * elapsed / 60 + 2  # only from the candles' share
+    assert 3 <= len(ohlcv) <= ingest.shares["geckoterminal"].candles * elapsed / 60 + 2  # only from the candles' share
     assert all("include_empty_intervals=true" in path and "token=base" not in path for path in ohlcv)
     shares = ingest.shares["geckoterminal"]
     assert len(discovery) >= min(3 * (rounds - 1), shares.discovery * elapsed / 60 - 3)  # never starved

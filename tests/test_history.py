@@ -182,7 +182,7 @@ async def test_own_history_gives_7d_figures_where_candles_do_not(tmp_path):
             assert await history.record(records, now - k * DAY_S)
         history.close()
         async with running_service(settings) as (base, app), httpx.AsyncClient() as client:
-            assert app.state.service.ingest.candle_per_min() == 0
+            assert app.state.service.ingest.seven_day.allowance is None  # no GeckoTerminal, no candle calls
 
             async def seven_day():
                 response = await client.get(f"{base}/api/tokens/{covered}")

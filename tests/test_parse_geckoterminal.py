@@ -75,8 +75,6 @@ def test_batch_requests():
         f"/simple/networks/solana/token_price/{MINT},{WSOL_MINT}",
         {"include_market_cap": "true", "include_24hr_vol": "true", "include_24hr_price_change": "true"},
     )
-    assert gt.pool_request(POOL) == (f"/networks/solana/pools/{POOL}", {"include": gt.INCLUDE})
-    assert gt.token_request(MINT) == (f"/networks/solana/tokens/{MINT}", {"include": "top_pools"})
 
 
 @pytest.mark.parametrize("build", [gt.pools_multi_request, gt.tokens_multi_request, gt.simple_price_request])
@@ -384,20 +382,6 @@ def test_parse_simple_prices():
     assert gt.parse_simple_prices(doc) == {MINT: 0.0006098, WSOL_MINT: 148.02}
 
 
-def test_parse_simple_tokens():
-    result = gt.parse_simple_tokens(load("geckoterminal_simple_price.json"), NOW)
-    assert result == [
-        TokenInfo(
-            source="geckoterminal",
-            address=MINT,
-            observed_at=NOW,
-            price_usd=0.0006098,
-            market_cap_usd=None,
-            stats={"24h": WindowStats(volume_usd=903112.7, price_change=88.1)},
-        )
-    ]
-
-
 @pytest.mark.parametrize("payload", ["<html>", {"data": {"attributes": {}}}, {"data": []}, []])
 def test_parse_simple_prices_wrong_top_level(payload):
     with pytest.raises(UpstreamFormatError):
@@ -486,31 +470,6 @@ def test_seven_day_zero_open():
     assert stats.price_change is None and stats.volume_usd == pytest.approx(280.0)
 
 
-# --- 429 --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("payload", "expected"),
-    [
-        ({"status": {"error_code": 429, "error_message": "You've exceeded the Rate Limit."}},
-         "error 429; You've exceeded the Rate Limit."),
-        ({"status": {"error_code": 429, "error_message": "Too many"}, "limit": 30}, "error 429; Too many; limit 30"),
-        ({"status": {"error_code": 429, "error_message": "Too many", "limit": "30/min"}},
-         "error 429; Too many; limit 30/min"),
-        ({"errors": [{"status": "429", "title": "Too Many Requests"}]}, "Too Many Requests"),
-        ({"status": None}, "rate limited (429)"),
-        ({"status": "429"}, "rate limited (429)"),
-        ({}, "rate limited (429)"),
-        (None, "rate limited (429)"),
-        ([1, 2], "rate limited (429)"),
-        ("Throttled", "Throttled"),
-        (b"Throttled", "Throttled"),
-    ],
-)
-def test_rate_limit_message(payload, expected):
-    assert gt.rate_limit_message(payload) == expected
-
-
 # --- fuzz: nothing but UpstreamFormatError ever escapes ----------------------------------------------
 
 
@@ -535,7 +494,6 @@ def test_fuzz_parsers_raise_only_format_errors(data):
         lambda p: gt.parse_tokens(p, NOW),
         lambda p: gt.parse_top_pools(p, NOW),
         gt.parse_simple_prices,
-        lambda p: gt.parse_simple_tokens(p, NOW),
         gt.parse_ohlcv,
     ):
         try:
@@ -549,4 +507,3 @@ def test_fuzz_parsers_raise_only_format_errors(data):
     except UpstreamFormatError:
         return
     gt.seven_day(rows, NOW)
-    assert isinstance(gt.rate_limit_message(payload), str)

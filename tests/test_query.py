@@ -18,10 +18,10 @@ from app.query import (
     QueryError,
     View,
     ViewCache,
-    encode_page,
     filtered,
     ordered,
     page,
+    page_parts,
     parse_query,
     parse_view,
 )
@@ -230,7 +230,7 @@ def test_page_respects_limit_and_total(records, params):
     assert first.addresses == expected[: view.limit]
     assert len(first.addresses) <= view.limit
     assert (first.next_cursor is not None) == (len(expected) > view.limit)
-    body = orjson.loads(encode_page(first, view))
+    body = orjson.loads(b"".join(page_parts(first, view)))
     assert body["total"] == len(expected)
     assert [r["token_address"] for r in body["data"]] == expected[: view.limit]
 
@@ -554,13 +554,13 @@ def test_age_filtered_walk_keeps_its_reference_time():
 # --------------------------------------------------------------------------------------------- bodies
 
 
-def test_encode_page_structure():
+def test_page_body_structure():
     store = walk_store(n=12)
     view = parse_view({"limit": "5", "sort": "price", "order": "asc"})
     version = store.latest()
     cache = ViewCache()
     first = page(store, view, None, NOW, secret=SECRET, cache=cache)
-    body = encode_page(first, view, cache)
+    body = b"".join(page_parts(first, view, cache))
     expected = {
         "data": [version.records[a] for a in first.addresses],
         "next_cursor": first.next_cursor,
@@ -573,13 +573,13 @@ def test_encode_page_structure():
     assert cache.get(version, ("head", view.key, None)) is not None
     # A cached first page still carries a fresh cursor.
     later = page(store, view, None, NOW + 100, secret=SECRET, cache=cache)
-    again = orjson.loads(encode_page(later, view, cache))
+    again = orjson.loads(b"".join(page_parts(later, view, cache)))
     assert again["next_cursor"] == later.next_cursor != first.next_cursor
     assert again["data"] == expected["data"]
     # The last page has no cursor.
     last = page(store, view, page(store, view, first.next_cursor, NOW, secret=SECRET).next_cursor, NOW,
                 secret=SECRET)
-    decoded = orjson.loads(encode_page(last, view))
+    decoded = orjson.loads(b"".join(page_parts(last, view)))
     assert decoded["next_cursor"] is None and len(decoded["data"]) == 2
 
 
@@ -588,7 +588,7 @@ def test_encode_empty_page():
     view = View()
     result = page(store, view, None, NOW, secret=SECRET)
     assert isinstance(result, Page)
-    assert orjson.loads(encode_page(result, view)) == {
+    assert orjson.loads(b"".join(page_parts(result, view))) == {
         "data": [], "next_cursor": None, "epoch": store.epoch, "seq": 0, "total": 0,
     }  # fmt: skip
 

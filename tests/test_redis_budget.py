@@ -25,7 +25,6 @@ async def test_instances_share_one_window(redis, keys, redis_url):
         await b.refresh()
         assert (a.used(), b.used(), a.available(), b.available()) == (5, 5, 0, 0)
         assert 59 < b.wait_time() <= 60.5
-        assert not b.try_take()  # a shared window is only spent through a round trip
     finally:
         await other.aclose()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -10,6 +13,7 @@ from app.demo.server import serve_market
 from tests.support import fast_settings, running_service, wait_for
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -103,15 +107,28 @@ async def test_a_slow_cursor_walk_sees_one_version_while_data_moves(service):
 
 async def test_metrics_and_health(service):
     client, _ = service
-    await client.get("/api/tokens")
+    address = (await client.get("/api/tokens")).json()["data"][0]["token_address"]
+    await client.get(f"/api/tokens/{address}/history")
     text = (await client.get("/metrics")).text
     assert 'http_requests_total{route="/api/tokens",status="200"}' in text
+    assert 'http_requests_total{route="/api/tokens/{address}/history",status="200"}' in text  # not the token's
     assert "upstream_calls_total" in text and "ingest_cycle_duration_seconds" in text
     health = (await client.get("/health")).json()
     assert health["status"] == "ok" and health["tokens"] > 100
     for source in ("dexscreener", "geckoterminal", "jupiter"):
         entry = health["sources"][source]
         assert entry["ok"] is True and 0 < entry["requests_last_min"] <= entry["budget_per_min"]
+
+
+async def test_every_metric_exposed_is_documented_and_every_documented_one_exposed(service):
+    client, _ = service
+    text = (await client.get("/metrics")).text
+    exposed = {name for name in re.findall(r"^# HELP (\S+)", text, re.M) if not name.endswith("_created")}
+    api = (ROOT / "docs" / "API.md").read_text()
+    section = api[api.index("### `GET /metrics`"):api.index("## 5.")]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert exposed == documented
 
 
 async def test_every_error_on_every_path_is_the_json_shape(service):

@@ -149,7 +149,7 @@ async def test_a_new_rate_rewrites_every_record_once_and_travels_with_the_versio
     assert v2.sol_usd == 150.0 and v2.records[A]["price_sol"] == sig10(1.0 / 150.0)
 
     # SOL/USD moves 0.08%: read, not adopted. Only the refreshed token changes, at the adopted rate.
-    assert ingest.take_sol_quote(150.12, T0) is None and ingest.sol_quote == 150.12
+    assert ingest.take_sol_quote(150.12, T0) is None and ingest.sol_usd == 150.0
     refresh(ingest, A, 1.1)
     await ingest.cycle()
     v3 = store.latest()

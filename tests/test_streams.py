@@ -231,7 +231,7 @@ async def test_sse_and_ws_views_agree_with_rest_and_follow_the_event_format(tmp_
                                message="snapshots")
                 # The ingest asks the hub (wired in app.main) which tokens live views show.
                 svc = app.state.service
-                watched = list(svc.ingest._watched())
+                watched = list(svc.ingest.seven_day.watched())
                 assert watched == svc.hub.watched() and set(watch) <= set(watched)
                 for _ in range(2):  # once at the start, once after a few more versions
                     await agrees_with_rest(client, base, params, sse)

@@ -14,7 +14,10 @@ _ROUTES = ("/api/tokens", "/api/stream", "/api/alerts", "/health", "/ready", "/m
 def route_label(path: str) -> str:
     """A bounded label: the route template, never the raw path (addresses would explode the series)."""
     if path.startswith("/api/tokens/"):
-        return "/api/tokens/{address}"
+        address, _, rest = path[len("/api/tokens/"):].partition("/")
+        if not rest:
+            return "/api/tokens/{address}"
+        return "/api/tokens/{address}/history" if rest == "history" and address else "other"
     return path if path in _ROUTES else "other"
 
 

@@ -12,10 +12,8 @@ sampled when due and the snapshot saved now and then, so a restart serves the la
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -30,14 +28,15 @@ from app.ingest.continuity import Continuity
 from app.ingest.figures import rate_to_adopt, with_rate
 from app.ingest.handover import StateHandover
 from app.ingest.leader import changeset, cycle_summary
-from app.ingest.merge import POOL_TTL_S, TokenState, merge, merge_window
+from app.ingest.merge import TokenState, merge
 from app.ingest.refresh_dexscreener import DexScreenerRefresh
 from app.ingest.refresh_geckoterminal import GeckoTerminalRefresh
 from app.ingest.refresh_jupiter import JupiterRefresh
 from app.ingest.report import CycleReport
-from app.model import MAIN_QUOTES, PoolObservation, Record, TokenInfo
+from app.ingest.tracking import Tracking
+from app.model import Record
 from app.sources.client import UpstreamClient, UpstreamError, describe
-from app.sources.values import UpstreamFormatError, is_mint, iso
+from app.sources.values import UpstreamFormatError, iso
 from app.store.base import CommitRejected, FencingError, Store, Version
 
 log = logging.getLogger("app.ingest")
@@ -52,8 +51,9 @@ DISCOVERY_MAX_SHARE = 0.4
 RESTORED_HOLD_S = 300.0
 
 
-class Ingest(Continuity):
-    """Owns the tracked universe (`tokens`) and feeds the store. One per running ingest (the leader)."""
+class Ingest(Continuity, Tracking):
+    """Owns the tracked universe (`tokens`; app.ingest.tracking) and feeds the store. One per running
+    ingest (the leader)."""
 
     def __init__(
         self,
@@ -74,10 +74,8 @@ class Ingest(Continuity):
         self.tokens: dict[str, TokenState] = {}
         self.sol_usd: float | None = None  # the adopted SOL/USD rate: every record's *_sol figures use it
         self.sol_usd_at: float | None = None  # when it was adopted
-        self.sol_quote: float | None = None  # the latest rate read from the upstreams
         self.last_discovery: float | None = None
         self.last_refreshed: dict[str, dict[str, float]] = {source: {} for source in clients}
-        self.skipped_items: dict[str, int] = {source: 0 for source in clients}
         self.sol_quotes: dict[str, float] = {}  # this cycle's SOL/USD price by source
         self.cycles = 0
         self._clock = clock
@@ -94,8 +92,7 @@ class Ingest(Continuity):
         # 7d figures
         self.history = history
         self.snapshots = snapshots
-        self._watched = watched  # which tokens live views show (the hub's), for candles
-        self.seven_day = SevenDay(self, history, watched)
+        self.seven_day = SevenDay(self, history, watched)  # watched: which tokens live views show (the hub's)
         if "geckoterminal" in self.budgets:
             self.seven_day.allowance = self.budgets["geckoterminal"].candles
         # snapshots and restart
@@ -120,11 +117,6 @@ class Ingest(Continuity):
 
     def clock(self) -> float:
         return self._clock()
-
-    def candle_per_min(self) -> float:
-        """GeckoTerminal calls per minute kept for daily candles."""
-        shares = self.shares.get("geckoterminal")
-        return shares.candles if shares is not None else 0.0
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -178,8 +170,7 @@ class Ingest(Continuity):
 
     def take_sol_quote(self, quote: float, now: float) -> float | None:
         """The cycle's SOL/USD quote: adopted as the rate when it differs from the adopted one by more than
-        0.1% (CONTRACT §2), else only noted. Returns the newly adopted rate, or None."""
-        self.sol_quote = quote
+        0.1% (CONTRACT §2); else the adopted rate stays. Returns the newly adopted rate, or None."""
         rate = rate_to_adopt(self.sol_usd, quote)
         if rate is not None:
             self.sol_usd, self.sol_usd_at = rate, now
@@ -203,7 +194,6 @@ class Ingest(Continuity):
         # A parse may return (items, something read alongside them), e.g. pools and a SOL price.
         skipped = getattr(parsed[0] if isinstance(parsed, tuple) else parsed, "skipped", 0)
         if skipped:
-            self.skipped_items[source] = self.skipped_items.get(source, 0) + skipped
             client.health.skipped_items += skipped
         return parsed
 
@@ -254,72 +244,6 @@ class Ingest(Continuity):
             allowance.spend(await self.strategies[source].run(report, calls))
         if source == "geckoterminal":
             await self.seven_day.fetch(report)
-
-    # ---- the tracked universe -------------------------------------------------------------------
-
-    def track(self, mints: Iterable[str]) -> list[TokenState]:
-        """The states of `mints`, new ones tracked. SOL, USDC and USDT are never tracked as meme tokens."""
-        states = []
-        for mint in mints:
-            if mint in MAIN_QUOTES or not is_mint(mint):
-                continue
-            state = self.tokens.get(mint)
-            if state is None:
-                state = self.tokens[mint] = TokenState(mint)
-            states.append(state)
-        return states
-
-    def take_pools(self, source: str, pools: Iterable[PoolObservation], now: float) -> None:
-        known = self._known.setdefault(source, {})
-        seen = self.last_refreshed.setdefault(source, {})
-        for pool in pools:
-            if pool.base_address in MAIN_QUOTES:
-                continue
-            for state in self.track([pool.base_address]):
-                state.add_pool(pool)
-                self._dirty.add(state.address)
-                seen[state.address] = now
-                known.setdefault(state.address, {})[pool.pool_address] = now
-
-    def take_infos(self, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
-        for info in infos:
-            for state in self.track([info.address]):
-                old = state.infos.get(info.source)
-                if old is not None and not replace_stats:
-                    info = replace(old, price_usd=info.price_usd, liquidity_usd=info.liquidity_usd,
-                                   observed_at=info.observed_at,
-                                   stats={**old.stats, **{w: merge_window(old.stats.get(w), s)
-                                                          for w, s in info.stats.items()}})
-                state.infos[info.source] = info
-                self._dirty.add(state.address)
-                self.last_refreshed.setdefault(info.source, {})[state.address] = now
-
-    def known_pools(self, source: str) -> dict[str, dict[str, float]]:
-        """mint -> the pools `source` has reported for it (-> when last), those unseen for 30 minutes gone."""
-        known = self._known.setdefault(source, {})
-        now = self._clock()
-        for mint in [m for m, pools in known.items() if m not in self.tokens or not pools]:
-            del known[mint]
-        for pools in known.values():
-            for address in [a for a, at in pools.items() if now - at > POOL_TTL_S]:
-                del pools[address]
-        return known
-
-    def mark_dirty(self, address: str) -> None:
-        self._dirty.add(address)
-
-    def priority(self, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
-        """Most active and most stale first; never-refreshed tokens before all others."""
-        now = self._clock()
-        seen = self.last_refreshed.get(source, {})
-
-        def key(state: TokenState) -> tuple[int, float]:
-            last = seen.get(state.address)
-            if last is None:
-                return (0, 0.0)
-            return (1, -(now - last) * (1.0 + math.log10(1.0 + state.activity())))
-
-        return [s.address for s in sorted(self.tokens.values() if candidates is None else candidates, key=key)]
 
     # ---- merge and commit ----------------------------------------------------------------------
 
@@ -396,20 +320,3 @@ class Ingest(Continuity):
         summary = cycle_summary(self.instance, self.clients, self.sol_usd, self.stale, self._clock(),
                                 self._restored_success)
         await self.store.publish_summary(summary, self._token())
-
-    def _trim(self) -> list[str]:
-        excess = len(self.tokens) - self.settings.max_tokens
-        if excess <= 0:
-            return []
-        # Tokens not yet refreshed have no activity to judge by: they are kept until they have data.
-        least_active = sorted(self.tokens.values(),
-                              key=lambda s: (s.activity() if s.has_data() else math.inf, s.address))[:excess]
-        for state in least_active:
-            del self.tokens[state.address]
-            for seen in self.last_refreshed.values():
-                seen.pop(state.address, None)
-            self._dirty.discard(state.address)
-            self._restored.pop(state.address, None)
-            self.seven_day.forget(state.address)
-            self.strategies["dexscreener"].forget(state.address)
-        return [state.address for state in least_active]

@@ -10,7 +10,7 @@
 from app.query.cache import ViewCache
 from app.query.cursors import CURSOR_TTL_S
 from app.query.index import filtered, filtered_at, ordered
-from app.query.pages import Page, encode_page, page, page_parts, rows_json
+from app.query.pages import Page, page, page_parts
 from app.query.params import KNOWN_PROTOCOLS, SORTS, VIEW_PARAMS, QueryError, View, parse_query, parse_view
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "VIEW_PARAMS",
     "View",
     "ViewCache",
-    "encode_page",
     "filtered",
     "filtered_at",
     "ordered",
@@ -30,5 +29,4 @@ __all__ = [
     "page_parts",
     "parse_query",
     "parse_view",
-    "rows_json",
 ]

@@ -103,12 +103,6 @@ class ViewCache:
             self.bytes -= dropped
             self.evicted += dropped
 
-    def get_or_make(self, version: Version, key: Hashable, make: Callable[[], T]) -> T:
-        hit = self.get(version, key)
-        if hit is None:
-            hit = self.put(version, key, make())
-        return hit
-
     def discard(self, version: Version, key: Hashable) -> None:
         entry = self._entries.pop(self._key(version, key), None)
         if entry is not None:

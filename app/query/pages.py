@@ -8,7 +8,6 @@ nor the cursor's age, so the versions held for cursors are at most those committ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,20 +81,9 @@ def page(store: Any, view: View, cursor: str | None, now: float | None = None, *
     return Page(addresses[offset:end], next_cursor, len(addresses), version, offset, ref)
 
 
-def rows_json(version: Version, addresses: Iterable[str]) -> bytes:
-    """A JSON array of the records of `addresses`, joined from the pre-encoded bytes."""
-    encoded = version.encoded
-    return b"[" + b",".join([encoded[a] for a in addresses]) + b"]"
-
-
-def encode_page(page: Page, view: View, cache: ViewCache = NO_CACHE) -> bytes:
-    """The §4 body `{"data", "next_cursor", "epoch", "seq", "total"}` from pre-encoded record bytes."""
-    head, tail = page_parts(page, view, cache)
-    return head + tail
-
-
 def page_parts(page: Page, view: View, cache: ViewCache = NO_CACHE) -> tuple[bytes, bytes]:
-    """`encode_page`'s body in two parts: the data part of a view's first page, cached per version (key
+    """The §4 body `{"data", "next_cursor", "epoch", "seq", "total"}`, from pre-encoded record bytes, in
+    two parts (joined, they are the body): the data part of a view's first page, cached per version (key
     ("head", view.key, ref)), and the cursor part, new for every walk (it carries the time the walk
     began). The gzip body deflates the first once and joins the second (app.api.compression)."""
     version = page.version

@@ -1,7 +1,7 @@
 """Each upstream's request budget for the whole deployment: one sliding window in Redis.
 
 The same interface as `app.sources.budget.SlidingWindowBudget` (`used`, `available`, `wait_time`,
-`try_take`, async `take`), so the upstream client and the scheduler use either one unchanged. The window
+async `take`), so the upstream client and the scheduler use either one unchanged. The window
 is a sorted set of send times stamped by an atomic script with Redis's own clock (`TIME`), so requests
 from every instance, before and after a leader change, count in one window: no upstream receives more
 than `per_minute` from the deployment in any sliding 60 s. Without Redis nothing is taken: no call goes out.
@@ -61,8 +61,6 @@ class RequestBudget(Protocol):
 
     def wait_time(self) -> float: ...
 
-    def try_take(self) -> bool: ...
-
     async def take(self, max_wait: float = float("inf")) -> bool: ...
 
 
@@ -107,10 +105,6 @@ class SharedBudget:
         if len(sent) < self.per_minute:
             return 0.0
         return max(0.0, sent[len(sent) - self.per_minute] + self.window_s - self._clock())
-
-    def try_take(self) -> bool:
-        """Always False: the shared window is spent only through `take`, which is a round trip."""
-        return False
 
     # ---- round trips --------------------------------------------------------------------------
 

@@ -47,12 +47,6 @@ class SlidingWindowBudget:
             return 0.0
         return self._sent[len(self._sent) - self.per_minute] + self.window_s - now
 
-    def try_take(self) -> bool:
-        if self.wait_time() > 0:
-            return False
-        self._sent.append(self._clock())
-        return True
-
     def give_back(self) -> None:
         """Undo the latest take: the request it was for never went out."""
         if self._sent:

@@ -17,8 +17,6 @@ from app.sources.gecko_candles import Candle as Candle
 from app.sources.gecko_candles import parse_ohlcv as parse_ohlcv
 from app.sources.gecko_candles import seven_day as seven_day
 from app.sources.gecko_simple import parse_simple_prices as parse_simple_prices
-from app.sources.gecko_simple import parse_simple_tokens as parse_simple_tokens
-from app.sources.gecko_simple import rate_limit_message as rate_limit_message
 from app.sources.protocols import protocol_name
 from app.sources.values import (
     Parsed,
@@ -69,19 +67,9 @@ def new_pools_request(page: int = 1) -> tuple[str, dict[str, Any]]:
     return f"/networks/{NETWORK}/new_pools", {"include": INCLUDE, "page": _page(page)}
 
 
-def pool_request(pool: str) -> tuple[str, dict[str, Any]]:
-    """One pool: `/networks/solana/pools/{pool}` (answer parsed by `parse_pools`)."""
-    return f"/networks/{NETWORK}/pools/{address_list([pool], 1)[0]}", {"include": INCLUDE}
-
-
 def pools_multi_request(pools: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Up to 30 pools by address."""
     return f"/networks/{NETWORK}/pools/multi/{','.join(address_list(pools, BATCH))}", {"include": INCLUDE}
-
-
-def token_request(mint: str) -> tuple[str, dict[str, Any]]:
-    """One token: `/networks/solana/tokens/{mint}` (answer parsed by `parse_tokens`)."""
-    return f"/networks/{NETWORK}/tokens/{address_list([mint], 1)[0]}", {"include": "top_pools"}
 
 
 def tokens_multi_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:

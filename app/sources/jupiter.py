@@ -6,7 +6,7 @@ Every figure passes through `values`; only a wrong top-level shape raises `Upstr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from app.model import WSOL_MINT, TokenInfo, WindowStats
@@ -173,7 +173,7 @@ def parse_prices(payload: object, observed_at: float) -> Parsed:
     """Price v3's flat `{mint: {usdPrice, liquidity, priceChange24h, ...}}` map as `TokenInfo`s.
 
     Returns a `Parsed[TokenInfo]`. Entries whose key is not a mint or whose value is not an object are
-    skipped and counted. Unpriceable mints are simply absent upstream: see `missing`.
+    skipped and counted. Unpriceable mints are simply absent upstream.
     """
     infos: list[TokenInfo] = []
     skipped = 0
@@ -193,16 +193,6 @@ def parse_prices(payload: object, observed_at: float) -> Parsed:
             )
         )
     return Parsed(infos, skipped=skipped)
-
-
-def missing(sent: Iterable[str], parsed: Iterable[TokenInfo]) -> list[str]:
-    """The ids sent (in order, once each) that came back without a usable price."""
-    priced = {info.address for info in parsed if info.price_usd is not None}
-    result: list[str] = []
-    for mint in sent:
-        if mint not in priced and mint not in result:
-            result.append(mint)
-    return result
 
 
 def sol_price(payload: object) -> float | None:

@@ -21,7 +21,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import orjson
@@ -351,6 +350,3 @@ class RedisStore:
         self._base_seq = max(self._base_seq, base_seq)
         while self._unfolded and self._unfolded[0][0] <= self._base_seq:
             self._unfolded.popleft()
-
-    def health_json(self) -> dict[str, Any]:
-        return self.health.as_json()
