@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 import anyio
+import httpx
 import pytest
 
 from app.redis.budget import SharedBudget
 from app.redis.connection import RedisHealth, connect
 from app.redis.keys import Keys
+from app.sources.client import MAIN, UpstreamClient, UpstreamError
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +108,18 @@ async def test_a_slow_round_trip_is_not_a_go_ahead(own_redis):
     finally:
         own_redis.resume()
         await client.aclose()
+
+
+async def test_a_paced_call_with_no_slot_in_time_spends_nothing_of_the_shared_budget(redis, keys):
+    """Keyless Jupiter is paced (a slot every few seconds): a call that cannot get a slot within its wait
+    fails as "paced", and the deployment's window still counts only the request that really went out."""
+    answered = []
+    transport = httpx.MockTransport(lambda request: answered.append(request) or httpx.Response(200, json={}))
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = UpstreamClient("jupiter", http, "http://jupiter.test", 30, cache_ttl_s=0, spacing_s=5.0)
+        budget = client.budgets[MAIN] = SharedBudget(redis, keys, "jupiter", 30)
+        assert await client.get_json("/price/v3", {"ids": "a"}) == {}
+        with pytest.raises(UpstreamError, match="paced: no slot in time"):
+            await client.get_json("/price/v3", {"ids": "b"}, max_wait=1.0)  # the next slot is ~5 s away
+        await budget.refresh()
+        assert len(answered) == 1 and budget.used() == 1

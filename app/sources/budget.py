@@ -47,11 +47,6 @@ class SlidingWindowBudget:
             return 0.0
         return self._sent[len(self._sent) - self.per_minute] + self.window_s - now
 
-    def give_back(self) -> None:
-        """Undo the latest take: the request it was for never went out."""
-        if self._sent:
-            self._sent.pop()
-
     async def take(self, max_wait: float = float("inf")) -> bool:
         """Wait for room and spend one request; False (nothing spent) if that would take over `max_wait`."""
         deadline = self._clock() + max_wait

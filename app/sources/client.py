@@ -187,18 +187,21 @@ class UpstreamClient:
                 await anyio.sleep(pause)
             if not self.breaker.allow():
                 raise last or UpstreamError(self.source, "circuit open", counted=False)
-            if not await budget.take(max_wait=max(0.0, deadline - self._clock())):
-                self.breaker.release_probe()
-                raise last or UpstreamError(self.source, f"request budget exhausted ({group})", counted=False)
+            # The pacing slot first, the budget last: a request that will not go out spends no budget (a
+            # shared budget cannot give a unit back), and the budget's stamp is taken just before the send.
             if self.pacer is not None:
                 wait = self.pacer.reserve()
                 if self._clock() + wait > deadline:
                     self.pacer.give_back()
-                    budget.give_back()
                     self.breaker.release_probe()
                     raise last or UpstreamError(self.source, "paced: no slot in time", counted=False)
                 if wait > 0:
                     await anyio.sleep(wait)
+            if not await budget.take(max_wait=max(0.0, deadline - self._clock())):
+                if self.pacer is not None:
+                    self.pacer.give_back()
+                self.breaker.release_probe()
+                raise last or UpstreamError(self.source, f"request budget exhausted ({group})", counted=False)
             try:
                 payload = await self._send(path, params, group)
             except UpstreamError as exc:
