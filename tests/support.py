@@ -42,7 +42,7 @@ def fast_settings(market, **overrides) -> Settings:
 async def srv() -> AsyncIterator[RunningMarket]:
     """The demo market (seed 7) on loopback, not ticking, so a test reads the same figures on every call.
 
-    A fixture: a test module uses it by importing it (`from tests.support import client, srv`)."""
+    A fixture for every test module (tests/conftest.py imports it)."""
     async with serve_market(Market(seed=7), tick_interval=None) as running:
         yield running
 

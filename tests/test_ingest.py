@@ -10,6 +10,7 @@ import pytest
 
 from app.demo.market import Market
 from app.demo.server import serve_market
+from app.config import Settings
 from app.model import SOURCES
 from tests.support import fast_settings, running_service, wait_for
 
@@ -56,6 +57,24 @@ async def test_converges_to_every_discoverable_token_exactly_once_with_consisten
             known = [v for v in volumes if v is not None]
             assert known == sorted(known, reverse=True)  # default view: 24h volume, descending, nulls last
             assert volumes[: len(known)] == known
+
+
+async def test_at_a_first_start_the_first_version_already_has_its_sol_figures():
+    """No saved rate, the default budgets and intervals: keyless Jupiter's paced calls go to discovery in the
+    first cycle and DexScreener's first wSOL scan may show no stablecoin pool, yet the first version the
+    service serves has SOL/USD and every `*_sol` figure (null only where the USD figure is)."""
+    market = Market(seed=5, n_tokens=150)
+    async with serve_market(market, tick_interval=None) as upstream:
+        settings = fast_settings(upstream, rate_limits=Settings().rate_limits, refresh_interval_s=10.0,
+                                 discovery_interval_s=60.0, cache_ttl_s=30.0)
+        async with running_service(settings) as (_, app):
+            store = app.state.service.store
+            first = await wait_for(lambda: store.get(1), timeout=40, message="the first version")
+            assert first.sol_usd == pytest.approx(market.sol_usd, rel=0.01)
+            priced = [r for r in first.records.values() if r["price_usd"] is not None]
+            assert len(priced) > 50
+            for record in priced:
+                assert record["price_sol"] * first.sol_usd == pytest.approx(record["price_usd"], rel=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "html"])

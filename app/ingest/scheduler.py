@@ -135,6 +135,8 @@ class Ingest(Continuity, Tracking):
             self._discovery_round += 1
             report.discovered = len(self.tokens) - before
         await self._each_source(self._refresh, report)
+        if self.sol_usd is None and not self.sol_quotes:
+            await self._ask_sol_quote(report)
         if self.sol_quotes:
             source = next(s for s in SOL_PREFERENCE if s in self.sol_quotes)
             report.sol_usd = self.take_sol_quote(self.sol_quotes[source], now)
@@ -217,6 +219,23 @@ class Ingest(Continuity, Tracking):
         report.probes[source] = True
         if price:
             self.sol_quotes[source] = price
+
+    async def _ask_sol_quote(self, report: CycleReport) -> None:
+        """No SOL/USD rate yet (a first start) and none came with this cycle's answers: ask for one with
+        a source's probe request, so the first version already has its `*_sol` figures. DexScreener first:
+        it is not paced and has the largest budget; GeckoTerminal, with 10 calls a minute, last."""
+        for source in ("dexscreener", "jupiter", "geckoterminal"):
+            if source not in self.clients or self.clients[source].circuit != "closed":
+                continue
+            strategy = self.strategies[source]
+            try:
+                price = await self.call(source, strategy.probe_request(), strategy.read_probe)
+            except UpstreamError as exc:
+                report.errors.append(str(exc))
+                continue
+            if price:
+                self.sol_quotes[source] = price
+                return
 
     async def _discover(self, source: str, report: CycleReport) -> None:
         if self.clients[source].circuit != "closed":
