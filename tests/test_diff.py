@@ -406,6 +406,19 @@ def test_subscribers_of_one_view_share_the_same_frame_and_unchanged_views_get_no
     assert parse(a, a.take())[0]["data"]["seq"] == store.latest().seq
 
 
+def test_metrics_count_the_frames_the_streams_keep_for_the_current_version_only():
+    hub, store = make_hub()
+    store.apply({ADDRESSES[0]: record(ADDRESSES[0])})
+    connection = hub.connect(SSE)
+    hub.subscribe(connection, None, view=query.parse_view({}))
+    assert hub.frame_cache_bytes() == 0
+    snapshot = connection.take()[0]  # framed once and kept for every subscriber of the view
+    assert hub.frame_cache_bytes() >= len(snapshot)
+    assert f"stream_frame_cache_bytes {float(hub.frame_cache_bytes())}" in hub.metrics.render().decode()
+    store.apply({ADDRESSES[0]: record(ADDRESSES[0], price_usd=2.0)})
+    assert hub.frame_cache_bytes() == 0  # a new version: the old version's frames no longer count
+
+
 def test_a_subscriber_that_does_not_drain_gets_one_merged_catch_up_delta():
     hub, store = make_hub()
     store.apply({a: record(a, liquidity_usd=i + 1) for i, a in enumerate(ADDRESSES[:5])})

@@ -28,6 +28,9 @@ class Metrics:
                                        ["kind"], registry=r)
         self.query_cache_bytes = Gauge("query_cache_bytes", "Bytes held by the query cache and the hot first pages",
                                        registry=r)
+        self.frame_cache_bytes = Gauge("stream_frame_cache_bytes", "Bytes held by the streams' shared frames: "
+                                       "each view's frames of its current version and the compressed WebSocket "
+                                       "frames", registry=r)
         self.skipped_items = Gauge("upstream_items_skipped", "Malformed upstream items skipped since the leader "
                                    "started, by source (from its cycle summary)", ["source"], registry=r)
         self.fast_path = Gauge("stream_fast_path_available", "1 where live deltas can be written straight onto "

@@ -107,6 +107,11 @@ class Channel:
             self._cache_bytes += size
         return value
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of frames this channel holds for its current version (for /metrics)."""
+        return self._cache_bytes if self._cache_seq == self.version.seq else 0
+
     def view_dict(self) -> dict[str, Any]:
         return self.view.as_dict() if self.view is not None else {"tokens": list(self.tokens or ())}
 

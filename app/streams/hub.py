@@ -87,6 +87,7 @@ class Hub:
         self._beat_at = ""
         self._beat_ms = -1
         metrics.queue_bytes.set_function(lambda: self.queue_bytes)
+        metrics.frame_cache_bytes.set_function(self.frame_cache_bytes)
         self.delivery = FastHistogram(
             "stream_delivery_seconds",
             "Time from a version's commit to its live delta being handed to a client's socket",
@@ -213,6 +214,10 @@ class Hub:
         if version is None or version.epoch != epoch:
             return None
         return version
+
+    def frame_cache_bytes(self) -> int:
+        """Bytes of shared frames held: every channel's of its current version, and the compressed ones."""
+        return self.deflated.bytes + sum(channel.cache_bytes for channel in list(self.channels.values()))
 
     def watched(self) -> list[str]:
         """The addresses shown in any live channel's rows (views and watchlists), most watched first: by
