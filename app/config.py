@@ -21,6 +21,7 @@ T = TypeVar("T")
 DEFAULT_RATE_LIMITS = {"dexscreener": 300, "geckoterminal": 10, "jupiter": 30}
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")
+URL_RULE = "an http(s) URL without a trailing slash"  # what the three upstream base URLs must be
 
 
 class ConfigError(ValueError):
@@ -114,9 +115,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     settings = Settings(
         host=get("HOST", _host, "0.0.0.0", "a host name or IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
         port=get("PORT", _int_range(0, 65535), 8000, "an integer from 0 to 65535"),
-        dexscreener_url=get("DEXSCREENER_URL", _url, Settings.dexscreener_url, "an http(s) URL without a trailing slash"),
-        geckoterminal_url=get("GECKOTERMINAL_URL", _url, Settings.geckoterminal_url, "an http(s) URL without a trailing slash"),
-        jupiter_url=get("JUPITER_URL", _url, Settings.jupiter_url, "an http(s) URL without a trailing slash"),
+        dexscreener_url=get("DEXSCREENER_URL", _url, Settings.dexscreener_url, URL_RULE),
+        geckoterminal_url=get("GECKOTERMINAL_URL", _url, Settings.geckoterminal_url, URL_RULE),
+        jupiter_url=get("JUPITER_URL", _url, Settings.jupiter_url, URL_RULE),
         jupiter_api_key=env.get("JUPITER_API_KEY") or None,
         sources=sources,
         rate_limits=get("RATE_LIMITS", _rate_limits, dict(DEFAULT_RATE_LIMITS),
@@ -152,7 +153,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
                           "(several worker processes need STORE=redis)")
     if settings.jupiter_api_key and "jupiter" not in (env.get("RATE_LIMITS") or ""):
         # A key raises the budget to the plan's limit; Free is the smallest keyed plan (60/min).
-        settings = settings.with_(rate_limits={**settings.rate_limits, "jupiter": max(60, settings.rate_limits["jupiter"])})
+        jupiter = max(60, settings.rate_limits["jupiter"])
+        settings = settings.with_(rate_limits={**settings.rate_limits, "jupiter": jupiter})
     return settings
 
 

@@ -308,9 +308,9 @@ class SampledHistory:
         i = bisect.bisect_left(times, target)
         best: float | None = None
         for j in (i - 1, i):
-            if 0 <= j < len(times) and abs(times[j] - target) <= TOLERANCE_S:
-                if best is None or abs(times[j] - target) < abs(best - target):
-                    best = times[j]
+            if 0 <= j < len(times) and abs(times[j] - target) <= TOLERANCE_S \
+                    and (best is None or abs(times[j] - target) < abs(best - target)):
+                best = times[j]
         return best
 
     async def _slot(self, t: float) -> dict[str, Sample] | None:

@@ -64,7 +64,8 @@ async def running_service(settings: Settings, options: Options | None = None) ->
         yield base_url, app
 
 
-async def wait_for(check: Callable[[], Awaitable[T] | T], timeout: float = 20.0, interval: float = 0.05,
+async def wait_for(check: Callable[[], Awaitable[T] | T], timeout: float = 20.0,  # noqa: ASYNC109 - polled
+                   interval: float = 0.05,
                    message: str = "condition") -> T:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

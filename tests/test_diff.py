@@ -307,7 +307,8 @@ class Client:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=st.lists(steps(), min_size=1, max_size=14), view=views, kind=st.sampled_from(["sse", "ws"]),
-       drains=st.lists(st.booleans(), min_size=14, max_size=14), beats=st.lists(st.booleans(), min_size=14, max_size=14))
+       drains=st.lists(st.booleans(), min_size=14, max_size=14),
+       beats=st.lists(st.booleans(), min_size=14, max_size=14))
 def test_through_the_hub_with_random_draining_a_client_always_holds_the_view_of_its_seq(
         history, view, kind, drains, beats):
     clock = Clock()

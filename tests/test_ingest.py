@@ -8,9 +8,9 @@ import re
 import httpx
 import pytest
 
+from app.config import Settings
 from app.demo.market import Market
 from app.demo.server import serve_market
-from app.config import Settings
 from app.model import SOURCES
 from tests.support import fast_settings, running_service, wait_for
 

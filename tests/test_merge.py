@@ -107,7 +107,8 @@ def test_market_cap_and_fdv_fall_back_jupiter_then_gecko_never_fdv_for_mcap():
 def test_jupiter_stands_in_only_without_any_pool():
     info = TokenInfo("jupiter", MINT, 1.0, name="Doge", symbol="DOGE", image_url="https://i/x.png", price_usd=0.5,
                      liquidity_usd=1000.0, market_cap_usd=5e5, fdv_usd=6e5, created_at=1767225600.0,
-                     protocol="Pump.fun", stats={"24h": WindowStats(10.0, 4.0, 3, 2), "1h": WindowStats(1.0, -1.0, 1, 0)})
+                     protocol="Pump.fun",
+                     stats={"24h": WindowStats(10.0, 4.0, 3, 2), "1h": WindowStats(1.0, -1.0, 1, 0)})
     state = TokenState(MINT)
     state.infos["jupiter"] = info
     record = merge(state, SOL, now=1.0)

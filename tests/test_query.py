@@ -167,9 +167,9 @@ def passes(record, view: View, now):
         return False
     if not at_least(record["market_cap_usd"], view.min_market_cap_usd):
         return False
-    if view.max_market_cap_usd is not None:
-        if record["market_cap_usd"] is None or record["market_cap_usd"] > view.max_market_cap_usd:
-            return False
+    if view.max_market_cap_usd is not None and (
+            record["market_cap_usd"] is None or record["market_cap_usd"] > view.max_market_cap_usd):
+        return False
     if view.max_age_h is not None:
         created = iso_seconds(record["created_at"])
         if created is None or created < int(now) - view.max_age_h * 3600:

@@ -340,7 +340,8 @@ def again_view(app: Any, url: str):
 async def test_ws_commands_errors_limits_and_oversize_frames(tmp_path):
     market = Market(seed=5, n_tokens=40)
     async with serve_market(market, tick_interval=None) as upstream:
-        async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), httpx.AsyncClient() as client:
+        async with running_service(fast_settings(upstream, data_dir=str(tmp_path))) as (base, app), \
+                httpx.AsyncClient() as client:
             await wait_for(lambda: ready(client, base), timeout=20, message="ready")
             ws = WSClient(ws_url(base))
             async with anyio.create_task_group() as tasks:
@@ -378,7 +379,8 @@ async def test_ws_commands_errors_limits_and_oversize_frames(tmp_path):
                 error = await reply({"op": "subscribe", "id": "s20", "view": {}}, "error")
                 assert error["code"] == "too_many_subscriptions" and error["id"] == "s20"
                 # Subscribing again with a held id replaces that subscription.
-                snapshot = await reply({"op": "subscribe", "id": "s0", "view": {"sort": "price", "limit": 2}}, "snapshot")
+                view = {"sort": "price", "limit": 2}
+                snapshot = await reply({"op": "subscribe", "id": "s0", "view": view}, "snapshot")
                 assert snapshot["id"] == "s0" and snapshot["view"]["sort"] == "price" and len(snapshot["rows"]) == 2
                 assert len(app.state.service.hub.channels) == 20
                 await ws.send({"op": "unsubscribe", "id": "s0"})
@@ -544,7 +546,7 @@ async def test_sigterm_ends_every_stream_and_the_demo_exits_within_5_s(tmp_path)
     port = free_port()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "REFRESH_INTERVAL_S": "1", "HEARTBEAT_S": "1",
            "DATA_DIR": str(tmp_path), "LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "app", "--demo"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "app", "--demo"], cwd=ROOT, env=env,  # noqa: ASYNC220
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
