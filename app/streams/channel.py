@@ -51,12 +51,16 @@ class Subscriber(Protocol):
 
 
 class Subscription:
-    __slots__ = ("id", "connection", "channel", "state", "sync", "delivered", "epoch", "beat")
+    __slots__ = ("id", "connection", "channel", "state", "sync", "delivered", "epoch", "beat", "shares_frames_by")
 
     def __init__(self, sub_id: str | None, connection: Subscriber, channel: Channel):
         self.id = sub_id
         self.connection = connection
         self.channel = channel
+        # Subscriptions with equal keys get the same frames: of one framing, and one id where frames name it
+        # (a string, whose hash Python keeps: the fan-out looks it up once per subscriber).
+        framing = connection.framing
+        self.shares_frames_by: Any = f"{framing.name}\0{sub_id}" if framing.per_subscription else framing
         self.state = IDLE
         self.sync = SNAPSHOT
         self.delivered = channel.version.seq  # the client's rows are those of the channel at this seq

@@ -228,13 +228,14 @@ class DirectWS:
     compressed frame of every subscriber with the same window (`bits`): compressed once, from `frames`.
     Any other extension, or deflate with context takeover, leaves the connection to the queue and ASGI."""
 
-    __slots__ = ("proto", "conn", "transport", "open_state", "bits", "frames")
+    __slots__ = ("proto", "conn", "transport", "open_state", "bits", "key", "frames")
 
     def __init__(self, proto: Any, bits: int | None = None, frames: FrameCache | None = None):
         from websockets.protocol import State
 
         self.proto, self.conn, self.transport, self.open_state = proto, proto.conn, proto.transport, State.OPEN
         self.bits = bits  # the server's deflate window; None: frames go uncompressed
+        self.key = bits  # connections with the same window (or none) get the same bytes of the same texts
         self.frames = frames if frames is not None else FrameCache()
 
     @classmethod
@@ -256,11 +257,6 @@ class DirectWS:
             if bits is None:
                 return None
         return cls(proto, bits, frames)
-
-    @property
-    def key(self) -> int | None:
-        """Connections with the same deflate window (or none) get the same bytes of the same texts."""
-        return self.bits
 
     def wire(self, frames: Sequence[bytes | str]) -> bytes:
         """Text frames as this connection's bytes: `ws_wire`, or the shared compressed frames."""

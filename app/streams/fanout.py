@@ -161,11 +161,10 @@ class FanOut:
             # IDLE: the delta and its alerts (their id: the version the client is at once the delta is
             # applied), framed once for every subscriber that shares the frames; written straight onto the
             # socket when the connection's writer is parked (the fast path, app.streams.direct), else queued.
-            framing = connection.framing
-            key = (framing, sub.id) if framing.per_subscription else framing
-            done = framed.get(key)
+            done = framed.get(sub.shares_frames_by)
             if done is None:
-                done = framed[key] = Framed(framing.name, (framing.event("delta", tag, sub.id, payload),
+                framing = connection.framing
+                done = framed[sub.shares_frames_by] = Framed(framing.name, (framing.event("delta", tag, sub.id, payload),
                                                            *(framing.alert(tag, sub.id, alert) for alert in hits)))
             frames = done.frames
             writer = connection.direct_writer
