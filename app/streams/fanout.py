@@ -164,8 +164,9 @@ class FanOut:
             done = framed.get(sub.shares_frames_by)
             if done is None:
                 framing = connection.framing
-                done = framed[sub.shares_frames_by] = Framed(framing.name, (framing.event("delta", tag, sub.id, payload),
-                                                           *(framing.alert(tag, sub.id, alert) for alert in hits)))
+                made = (framing.event("delta", tag, sub.id, payload),
+                        *(framing.alert(tag, sub.id, alert) for alert in hits))
+                done = framed[sub.shares_frames_by] = Framed(framing.name, made)
             frames = done.frames
             writer = connection.direct_writer
             if writer is not None and connection.parked():
