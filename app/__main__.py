@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_gc()
     settings, edge_options = edge.uvicorn_options(settings)  # header limits, request timeout, fd-sized caps
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, edge=edge.edge_of(edge_options)),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

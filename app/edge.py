@@ -143,6 +143,22 @@ def protocol(edge: Edge) -> type:
     return type("EdgeProtocol", (EdgeProtocol,), {"edge": edge})
 
 
+def edge_of(options: dict[str, Any]) -> Edge | None:
+    """The edge a server started with `options` (from `uvicorn_options`) counts its refusals in, if any."""
+    edge = getattr(options.get("http"), "edge", None)
+    return edge if isinstance(edge, Edge) else None
+
+
+def process_edge() -> Edge | None:
+    """The edge of `app.edge:EdgeProtocol` named by import path (uvicorn's worker processes), built from the
+    environment once per process; None without httptools (uvicorn then serves with its own protocol)."""
+    if httptools is None:
+        return None
+    if "edge" not in EdgeProtocol.__dict__:
+        EdgeProtocol.edge = Edge.from_settings(load_settings(), capacity_for(raise_fd_limit()))
+    return EdgeProtocol.edge
+
+
 class _TooLarge(Exception):
     pass
 
@@ -161,8 +177,7 @@ class EdgeProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not hasattr(type(self), "edge"):  # `--http app.edge:EdgeProtocol`: limits from the environment
-            settings = load_settings()
-            type(self).edge = Edge.from_settings(settings, capacity_for(raise_fd_limit()))
+            process_edge()
         self._timer: Any = None
         self._in_head = True  # reading a request line and headers
         self._head_bytes = 0  # bytes received while reading them (before the parser buffers them)

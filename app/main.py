@@ -22,6 +22,7 @@ from app.api.limits import RateLimitMiddleware
 from app.api.middleware import MetricsMiddleware
 from app.api.rest import routes as rest_routes
 from app.config import Settings, load_settings
+from app.edge import Edge
 from app.runtime import Options, open_runtime
 from app.streams.sse import stream
 from app.streams.ws import websocket_endpoint
@@ -31,15 +32,16 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 log = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None, options: Options | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, options: Options | None = None, edge: Edge | None = None) -> Starlette:
     """The ASGI app. Without `settings`, they are read from the environment when the app starts; `options`
-    (app.runtime.Options) is for tests and benchmarks that build a part differently."""
+    (app.runtime.Options) is for tests and benchmarks that build a part differently; `edge` is the HTTP
+    edge (app.edge) it is served behind, for /metrics."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         current = settings or load_settings()
         log.info("%s", describe(current))  # the first line says what this process serves
-        async with open_runtime(current, options or Options()) as runtime:
+        async with open_runtime(current, options or Options(), edge) as runtime:
             app.state.service = runtime
             yield
 

@@ -23,6 +23,7 @@ from app.api.hot import HotPages
 from app.api.limits import ClientLimiter
 from app.api.metrics import Metrics
 from app.config import Settings
+from app.edge import Edge
 from app.history import open_state, origin_of
 from app.ingest.leader import IngestRunner
 from app.ingest.scheduler import Ingest
@@ -139,9 +140,11 @@ def build_clients(settings: Settings, http: httpx.AsyncClient, metrics: Metrics)
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, options: Options = Options()) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, options: Options = Options(),
+                       edge: Edge | None = None) -> AsyncIterator[Runtime]:
     """Build every part, run the background tasks (leadership, ingest, heartbeats) while the block runs,
-    and tear it all down after it, in reverse order."""
+    and tear it all down after it, in reverse order. `edge`: the HTTP edge the app is served behind, whose
+    counters /metrics shows."""
     origin = origin_of(settings)  # what saved state must come from (before --demo rewrites the URLs)
     async with contextlib.AsyncExitStack() as stack:
         if settings.demo:
@@ -152,6 +155,8 @@ async def open_runtime(settings: Settings, options: Options = Options()) -> Asyn
             settings = settings.with_(dexscreener_url=market.dexscreener_url,
                                       geckoterminal_url=market.geckoterminal_url, jupiter_url=market.jupiter_url)
         metrics = Metrics()
+        if edge is not None:
+            metrics.watch_edge(edge)
         limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
         http = await stack.enter_async_context(
             httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0, connect=5.0),

@@ -66,7 +66,7 @@ def worker_app() -> Any:
     from app.serving import tune_gc
 
     tune_gc()
-    return create_app()
+    return create_app(edge=edge.process_edge())
 
 
 def serve_workers(settings: Settings) -> int:

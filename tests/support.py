@@ -16,7 +16,7 @@ import pytest
 from app.config import Settings, load_settings
 from app.demo.market import Market
 from app.demo.server import RunningMarket, serve_market
-from app.edge import uvicorn_options
+from app.edge import edge_of, uvicorn_options
 from app.main import create_app
 from app.runtime import Options
 from app.serving import serve_app
@@ -59,7 +59,7 @@ async def running_service(settings: Settings, options: Options | None = None) ->
     """The whole service on a loopback port behind the same HTTP edge as `python -m app`, its parts built as
     `options` say; yields (base_url, app)."""
     settings, edge_options = uvicorn_options(settings)
-    app = create_app(settings, options)
+    app = create_app(settings, options, edge_of(edge_options))
     async with serve_app(app, **edge_options) as base_url:
         yield base_url, app
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.edge import Edge
 
 
 class Metrics:
@@ -38,9 +44,31 @@ class Metrics:
         self.direct_writes = Gauge("stream_deltas_written_directly", "Live deltas the fast path wrote since start, "
                                    "by connection kind", ["kind"], registry=r)
 
+    def watch_edge(self, edge: Edge) -> None:
+        """Export the counters of the HTTP edge (app.edge) this app is served behind."""
+        self.registry.register(EdgeCollector(edge))
+
     def observe_call(self, source: str, status: str, seconds: float) -> None:
         self.upstream_calls.labels(source, status).inc()
         self.upstream_latency.labels(source).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class EdgeCollector(Collector):
+    """The edge's own counters, read when /metrics is scraped (they live in the server's protocol objects,
+    which close connections before the app ever sees a request)."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        closed = CounterMetricFamily("http_edge_connections_closed", "Connections the HTTP edge closed before "
+                                     "they were a request, by reason", labels=["reason"])
+        for reason, count in (("refused", self.edge.refused), ("evicted", self.edge.evicted),
+                              ("timed_out", self.edge.timed_out), ("headers_too_large", self.edge.too_large)):
+            closed.add_metric([reason], count)
+        yield closed
+        yield GaugeMetricFamily("http_edge_waiting_connections", "Connections without a complete request "
+                                "(new, or idle between requests)", value=len(self.edge.waiting))
