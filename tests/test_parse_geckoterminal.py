@@ -72,9 +72,7 @@ def test_batch_requests():
     )
     assert gt.tokens_multi_request([MINT]) == (f"/networks/solana/tokens/multi/{MINT}", {"include": "top_pools"})
     assert gt.simple_price_request([MINT, WSOL_MINT]) == (
-        f"/simple/networks/solana/token_price/{MINT},{WSOL_MINT}",
-        {"include_market_cap": "true", "include_24hr_vol": "true", "include_24hr_price_change": "true"},
-    )
+        f"/simple/networks/solana/token_price/{MINT},{WSOL_MINT}", {})
 
 
 @pytest.mark.parametrize("build", [gt.pools_multi_request, gt.tokens_multi_request, gt.simple_price_request])

@@ -78,11 +78,9 @@ def tokens_multi_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 
 def simple_price_request(mints: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """Cheap price batch of up to 30 mints, with market cap, 24h volume and 24h change maps."""
-    return (
-        f"/simple/networks/{NETWORK}/token_price/{','.join(address_list(mints, BATCH))}",
-        {"include_market_cap": "true", "include_24hr_vol": "true", "include_24hr_price_change": "true"},
-    )
+    """Cheap price batch of up to 30 mints: `token_prices` only (the SOL/USD quote reads nothing else, and
+    the optional `include_*` flags would only add maps nobody reads)."""
+    return f"/simple/networks/{NETWORK}/token_price/{','.join(address_list(mints, BATCH))}", {}
 
 
 def ohlcv_request(pool: str, mint: str, days: int = 8) -> tuple[str, dict[str, Any]]:
