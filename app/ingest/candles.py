@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from app.history import History
 from app.ingest.allowance import Allowance
 from app.ingest.merge import main_pool_of
+from app.ingest.report import CycleReport
 from app.sources import geckoterminal
 from app.sources.client import UpstreamError
 
 if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
+    from app.ingest.scheduler import Ingest
 
 log = logging.getLogger("app.ingest")
 

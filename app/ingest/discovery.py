@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from app.ingest.report import CycleReport
 from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import MAIN, UpstreamError
 
 if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
+    from app.ingest.scheduler import Ingest
 
 Request = tuple[str, dict[str, Any]]
 

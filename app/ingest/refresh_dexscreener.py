@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import dexscreener
 from app.sources.client import UpstreamError
 
 if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
+    from app.ingest.scheduler import Ingest
 
 SOURCE = "dexscreener"
 CAP = dexscreener.ANSWER_CAP

@@ -16,12 +16,13 @@ import math
 from typing import TYPE_CHECKING
 
 from app.ingest.merge import TokenState, main_pool
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import geckoterminal
 from app.sources.client import UpstreamError
 
 if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
+    from app.ingest.scheduler import Ingest
 
 SOURCE = "geckoterminal"
 # GeckoTerminal token-level figures (a market cap or FDV fallback) are asked again after this long.

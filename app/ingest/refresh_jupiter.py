@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import jupiter
 from app.sources.client import UpstreamError
 
 if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
+    from app.ingest.scheduler import Ingest
 
 SOURCE = "jupiter"
 
