@@ -104,5 +104,6 @@ class Tracking:
             self._dirty.discard(state.address)
             self._restored.pop(state.address, None)
             self.seven_day.forget(state.address)
-            self.strategies["dexscreener"].forget(state.address)
+            for strategy in self.strategies.values():
+                strategy.forget(state.address)
         return [state.address for state in least_active]
