@@ -74,6 +74,12 @@ class ContinuityHost(WorkingState, Protocol):
 class Continuity:
     """History samples, snapshots, restore and take-over, for the ingest that mixes it in."""
 
+    # Set below through `self`: declared with the ingest's types, else mypy takes those of the values assigned.
+    fence: int | None
+    sol_usd: float | None
+    _snapshot_tag: str | None
+    _epoch_written: str | None
+
     # ---- persistence: history samples, snapshots, restart ---------------------------------------
 
     async def _persist(self: ContinuityHost, now: float) -> None:
