@@ -13,16 +13,15 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.history import History
 from app.ingest.allowance import Allowance
+from app.ingest.context import IngestContext
 from app.ingest.merge import main_pool_of
+from app.ingest.report import CycleReport
 from app.sources import geckoterminal
 from app.sources.client import UpstreamError
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
 
 log = logging.getLogger("app.ingest")
 
@@ -40,7 +39,7 @@ Figures = dict[str, float | None]
 class SevenDay:
     """Candle figures per token, when each token's candles are due, and the history's 7d figures."""
 
-    def __init__(self, ingest: Ingest, history: History | None, watched: Callable[[], Iterable[str]] | None):
+    def __init__(self, ingest: IngestContext, history: History | None, watched: Callable[[], Iterable[str]] | None):
         self.ingest = ingest
         self.history = history
         self.watched = watched

@@ -7,15 +7,12 @@ from these same lists (`calls_per_minute`), so the reservation is what is actual
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.ingest.context import IngestContext, Request
+from app.ingest.report import CycleReport
 from app.sources import dexscreener, geckoterminal, jupiter
 from app.sources.client import MAIN, UpstreamError
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
-
-Request = tuple[str, dict[str, Any]]
 
 _JUPITER_COMBOS = [(c, i) for i in ("1h", "24h", "5m", "6h") for c in jupiter.DISCOVERY_CATEGORIES]
 
@@ -56,7 +53,7 @@ def _group(source: str, path: str) -> str:
     return dexscreener.rate_group(path) if source == "dexscreener" else MAIN
 
 
-async def discover(ingest: Ingest, source: str, report: CycleReport, r: int) -> None:
+async def discover(ingest: IngestContext, source: str, report: CycleReport, r: int) -> None:
     """Send round `r`'s requests and track what they name. A request is skipped, not waited for, when
     discovery's share has no room for it now (or, for DexScreener's 60/min feeds, their group has none):
     the rounds rotate, so a skipped list comes up again."""

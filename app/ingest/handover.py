@@ -7,19 +7,35 @@ records back until every source answered again. app.redis.ingest_state implement
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
+from app.ingest.merge import TokenState
+from app.sources.client import UpstreamClient
 from app.store.versions import Version
 
-if TYPE_CHECKING:
-    from app.ingest.scheduler import Ingest
+
+class WorkingState(Protocol):
+    """What a handover saves and loads of the ingest (app.ingest.scheduler.Ingest): a Protocol, so this
+    seam and its implementations need not import the scheduler."""
+
+    tokens: dict[str, TokenState]
+    last_refreshed: dict[str, dict[str, float]]  # source -> address -> when
+    last_discovery: float | None
+    sol_usd: float | None
+    sol_usd_at: float | None
+
+    @property
+    def clients(self) -> Mapping[str, UpstreamClient]:
+        """The sources (their names are what a handover reads)."""
+        ...
 
 
 class StateHandover(Protocol):
-    async def save(self, ingest: Ingest, version: Version | None, fence: int) -> None:
+    async def save(self, ingest: WorkingState, version: Version | None, fence: int) -> None:
         """After the leader's cycle: what changed (and now and then everything). Never raises."""
         ...
 
-    async def load(self, ingest: Ingest) -> int:
+    async def load(self, ingest: WorkingState) -> int:
         """Before a new leader's first cycle: the last leader's state, into `ingest`; tokens loaded."""
         ...

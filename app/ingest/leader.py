@@ -13,21 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import orjson
 from anyio.abc import TaskStatus
 
 from app.alerts import AlertDetector
+from app.config import Settings
+from app.ingest.report import CycleReport
 from app.leadership import Leadership
 from app.model import Record
 from app.sources.client import UpstreamClient
 from app.sources.values import iso
 from app.store.base import ChangeSet, CommitRejected, CycleSummary, Version
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import Ingest
 
 log = logging.getLogger("app.ingest")
 
@@ -88,11 +87,24 @@ def cycle_summary(leader: str, clients: Mapping[str, UpstreamClient], sol_usd: f
     return CycleSummary(now, leader, sources, sol_usd, stale, max(times) if times else None)
 
 
+class LeadingIngest(Protocol):
+    """What the runner needs of the ingest (app.ingest.scheduler.Ingest), which imports this module."""
+
+    fence: int | None  # the fencing token while this instance leads
+
+    @property
+    def settings(self) -> Settings: ...
+
+    async def lead(self, fence: int, instance: str) -> None: ...
+
+    async def cycle(self) -> CycleReport: ...
+
+
 class IngestRunner:
     """Refresh cycles, only while this instance leads. One per instance; the ingest state stays between
     terms, so an instance that wins leadership again picks up where the store is."""
 
-    def __init__(self, ingest: Ingest, leadership: Leadership):
+    def __init__(self, ingest: LeadingIngest, leadership: Leadership):
         self.ingest = ingest
         self.leadership = leadership
         self.terms = 0  # terms this instance has led

@@ -20,14 +20,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from app.ingest.context import IngestContext
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import dexscreener
 from app.sources.client import UpstreamError
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
 
 SOURCE = "dexscreener"
 CAP = dexscreener.ANSWER_CAP
@@ -58,7 +56,7 @@ def pack(items: Iterable[tuple[str, int]], room: int, most: int) -> list[list[st
 class DexScreenerRefresh:
     """What DexScreener is asked each cycle, and what it said about the size of each mint's answer."""
 
-    def __init__(self, ingest: Ingest):
+    def __init__(self, ingest: IngestContext):
         self.ingest = ingest
         self.pair_count: dict[str, int] = {}  # mint -> pairs naming it (either side) in its last answer
         self.scanned: dict[str, float] = {}  # mint -> time of its last whole `/tokens/v1` answer

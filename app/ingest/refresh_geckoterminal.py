@@ -13,15 +13,13 @@ A pool it orients the other way round (the token as quote) is matched to the tok
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from app.ingest.context import IngestContext
 from app.ingest.merge import TokenState, main_pool
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import geckoterminal
 from app.sources.client import UpstreamError
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
 
 SOURCE = "geckoterminal"
 # GeckoTerminal token-level figures (a market cap or FDV fallback) are asked again after this long.
@@ -30,9 +28,12 @@ POOLLESS_MAX_AGE_S = 60.0
 
 
 class GeckoTerminalRefresh:
-    def __init__(self, ingest: Ingest):
+    def __init__(self, ingest: IngestContext):
         self.ingest = ingest
         self._turn = 0
+
+    def forget(self, mint: str) -> None:
+        """Nothing is kept per token."""
 
     def probe_request(self) -> tuple[str, dict]:
         return geckoterminal.simple_price_request([WSOL_MINT])

@@ -6,21 +6,21 @@ The client paces every call (about one per 2 s keyless), so a cycle's calls neve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from app.ingest.context import IngestContext
+from app.ingest.report import CycleReport
 from app.model import WSOL_MINT
 from app.sources import jupiter
 from app.sources.client import UpstreamError
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import CycleReport, Ingest
 
 SOURCE = "jupiter"
 
 
 class JupiterRefresh:
-    def __init__(self, ingest: Ingest):
+    def __init__(self, ingest: IngestContext):
         self.ingest = ingest
+
+    def forget(self, mint: str) -> None:
+        """Nothing is kept per token."""
 
     def probe_request(self) -> tuple[str, dict]:
         return jupiter.price_request([WSOL_MINT])

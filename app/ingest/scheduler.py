@@ -24,6 +24,7 @@ from app.history import History, SnapshotStore
 from app.ingest import discovery
 from app.ingest.allowance import Budget, budget
 from app.ingest.candles import SevenDay
+from app.ingest.context import Refresh
 from app.ingest.continuity import Continuity
 from app.ingest.figures import rate_to_adopt, with_rate
 from app.ingest.handover import StateHandover
@@ -85,8 +86,9 @@ class Ingest(Continuity, Tracking):
         self._sent: dict[str, int] = {}  # each client's request count when the cycle began
         # pools each source has reported: source -> mint -> pool address -> last seen
         self._known: dict[str, dict[str, dict[str, float]]] = {source: {} for source in clients}
-        self.strategies = {"dexscreener": DexScreenerRefresh(self), "geckoterminal": GeckoTerminalRefresh(self),
-                           "jupiter": JupiterRefresh(self)}
+        self.strategies: dict[str, Refresh] = {"dexscreener": DexScreenerRefresh(self),
+                                               "geckoterminal": GeckoTerminalRefresh(self),
+                                               "jupiter": JupiterRefresh(self)}
         self.budgets = {source: self._budget(source) for source in clients}
         self.shares = {source: b.shares for source, b in self.budgets.items()}
         # 7d figures

@@ -10,22 +10,55 @@ to MAX_TOKENS is where a token leaves every table at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from app.config import Settings
+from app.ingest.candles import SevenDay
+from app.ingest.context import Refresh
 from app.ingest.merge import POOL_TTL_S, TokenState, merge_window
 from app.model import MAIN_QUOTES, PoolObservation, TokenInfo
 from app.sources.values import is_mint
 
-if TYPE_CHECKING:
-    from app.ingest.scheduler import Ingest
+
+class TrackingHost(Protocol):
+    """What Tracking's methods need of the ingest that mixes it in: its state, and `track` (Tracking's
+    own). A Protocol, so this module need not import app.ingest.scheduler, which imports it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def tokens(self) -> dict[str, TokenState]: ...
+
+    @property
+    def last_refreshed(self) -> dict[str, dict[str, float]]: ...  # source -> address -> when
+
+    @property
+    def _known(self) -> dict[str, dict[str, dict[str, float]]]: ...  # source -> mint -> pool -> last seen
+
+    @property
+    def _dirty(self) -> set[str]: ...
+
+    @property
+    def _restored(self) -> dict[str, float]: ...
+
+    @property
+    def seven_day(self) -> SevenDay: ...
+
+    @property
+    def strategies(self) -> Mapping[str, Refresh]: ...
+
+    def clock(self) -> float: ...
+
+    def track(self, mints: Iterable[str]) -> list[TokenState]: ...
 
 
 class Tracking:
     """Tracking, feeding and ranking tokens, for the ingest that mixes it in."""
 
-    def track(self: Ingest, mints: Iterable[str]) -> list[TokenState]:
+    def track(self: TrackingHost, mints: Iterable[str]) -> list[TokenState]:
         """The states of `mints`, new ones tracked. SOL, USDC and USDT are never tracked as meme tokens."""
         states = []
         for mint in mints:
@@ -37,7 +70,7 @@ class Tracking:
             states.append(state)
         return states
 
-    def take_pools(self: Ingest, source: str, pools: Iterable[PoolObservation], now: float) -> None:
+    def take_pools(self: TrackingHost, source: str, pools: Iterable[PoolObservation], now: float) -> None:
         known = self._known.setdefault(source, {})
         seen = self.last_refreshed.setdefault(source, {})
         for pool in pools:
@@ -49,7 +82,7 @@ class Tracking:
                 seen[state.address] = now
                 known.setdefault(state.address, {})[pool.pool_address] = now
 
-    def take_infos(self: Ingest, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
+    def take_infos(self: TrackingHost, infos: Iterable[TokenInfo], now: float, replace_stats: bool) -> None:
         for info in infos:
             for state in self.track([info.address]):
                 old = state.infos.get(info.source)
@@ -62,10 +95,10 @@ class Tracking:
                 self._dirty.add(state.address)
                 self.last_refreshed.setdefault(info.source, {})[state.address] = now
 
-    def known_pools(self: Ingest, source: str) -> dict[str, dict[str, float]]:
+    def known_pools(self: TrackingHost, source: str) -> dict[str, dict[str, float]]:
         """mint -> the pools `source` has reported for it (-> when last), those unseen for 30 minutes gone."""
         known = self._known.setdefault(source, {})
-        now = self._clock()
+        now = self.clock()
         for mint in [m for m, pools in known.items() if m not in self.tokens or not pools]:
             del known[mint]
         for pools in known.values():
@@ -73,12 +106,12 @@ class Tracking:
                 del pools[address]
         return known
 
-    def mark_dirty(self: Ingest, address: str) -> None:
+    def mark_dirty(self: TrackingHost, address: str) -> None:
         self._dirty.add(address)
 
-    def priority(self: Ingest, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
+    def priority(self: TrackingHost, source: str, candidates: Iterable[TokenState] | None = None) -> list[str]:
         """Most active and most stale first; never-refreshed tokens before all others."""
-        now = self._clock()
+        now = self.clock()
         seen = self.last_refreshed.get(source, {})
 
         def key(state: TokenState) -> tuple[int, float]:
@@ -89,7 +122,7 @@ class Tracking:
 
         return [s.address for s in sorted(self.tokens.values() if candidates is None else candidates, key=key)]
 
-    def _trim(self: Ingest) -> list[str]:
+    def _trim(self: TrackingHost) -> list[str]:
         """Drop the least active tokens past MAX_TOKENS from every table; their addresses."""
         excess = len(self.tokens) - self.settings.max_tokens
         if excess <= 0:
@@ -104,5 +137,6 @@ class Tracking:
             self._dirty.discard(state.address)
             self._restored.pop(state.address, None)
             self.seven_day.forget(state.address)
-            self.strategies["dexscreener"].forget(state.address)
+            for strategy in self.strategies.values():
+                strategy.forget(state.address)
         return [state.address for state in least_active]

@@ -12,21 +12,19 @@ Writes are fenced like commits: a stale leader cannot overwrite its successor's 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import orjson
 
+from app.ingest.handover import WorkingState
 from app.ingest.merge import TokenState
 from app.redis.changelog import CommitRejected
 from app.redis.connection import REDIS_ERRORS
 from app.redis.shared import SharedState
 from app.redis.statecodec import StateCodec
 from app.store.versions import Version
-
-if TYPE_CHECKING:
-    from app.ingest.scheduler import Ingest
 
 log = logging.getLogger("app.redis")
 
@@ -41,7 +39,7 @@ class IngestStateShare:
         self._rotation: list[str] = []  # tokens still to save in this rotation
         self._saved: set[str] = set()  # the tokens Redis holds a state for, as far as we know
 
-    async def save(self, ingest: Ingest, version: Version | None, fence: int) -> None:
+    async def save(self, ingest: WorkingState, version: Version | None, fence: int) -> None:
         """After a cycle: the tokens `version` changed and the rotation's next share, and the scheduler."""
         tokens = ingest.tokens
         touched = set(version.changed | version.removed) if version is not None else set()
@@ -62,7 +60,7 @@ class IngestStateShare:
         self._saved.update(states)
         self._saved.difference_update(removed)
 
-    async def load(self, ingest: Ingest) -> int:
+    async def load(self, ingest: WorkingState) -> int:
         """Before leading: take the last leader's state over (a failure leaves the ingest as it is)."""
         try:
             tokens, scheduler = await self.shared.load_ingest()
@@ -92,13 +90,13 @@ class IngestStateShare:
         return loaded
 
 
-def scheduler_state(ingest: Ingest) -> dict[str, Any]:
+def scheduler_state(ingest: WorkingState) -> dict[str, Any]:
     """What the scheduler knows besides the tokens: when each was refreshed from each source."""
     return {"last_refreshed": ingest.last_refreshed, "last_discovery": ingest.last_discovery,
             "sol_usd": ingest.sol_usd, "sol_usd_at": ingest.sol_usd_at}
 
 
-def adopt_scheduler_state(ingest: Ingest, state: dict[str, Any]) -> None:
+def adopt_scheduler_state(ingest: WorkingState, state: dict[str, Any]) -> None:
     refreshed = state.get("last_refreshed") or {}
     for source in ingest.clients:
         ingest.last_refreshed[source] = {a: float(t) for a, t in (refreshed.get(source) or {}).items()
