@@ -32,7 +32,8 @@ CLOUDFLARE_HTML = b"""<!DOCTYPE html>
 <body><div class="main-wrapper" role="main"><div class="main-content">
 <h1 class="zone-name-title h1">api.example.com</h1>
 <h2 class="h2" id="challenge-running">Checking if the site connection is secure</h2>
-<noscript><div class="h2"><span id="challenge-error-text">Enable JavaScript and cookies to continue</span></div></noscript>
+<noscript><div class="h2">
+<span id="challenge-error-text">Enable JavaScript and cookies to continue</span></div></noscript>
 </div></div><div class="footer" role="contentinfo"><div class="footer-inner">
 <div class="clearfix diagnostic-wrapper"><div class="ray-id">Ray ID: <code>8f1c2d3e4a5b6c7d</code></div></div>
 <div class="text-center" id="footer-text">Performance &amp; security by Cloudflare</div></div></div></body></html>
