@@ -14,26 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
-from app.config import Settings
 from app.ingest.candles import SevenDay
-from app.ingest.context import Refresh
+from app.ingest.context import IngestContext, Refresh
 from app.ingest.merge import POOL_TTL_S, TokenState, merge_window
 from app.model import MAIN_QUOTES, PoolObservation, TokenInfo
 from app.sources.values import is_mint
 
 
-class TrackingHost(Protocol):
-    """What Tracking's methods need of the ingest that mixes it in: its state, and `track` (Tracking's
-    own). A Protocol, so this module need not import app.ingest.scheduler, which imports it."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def tokens(self) -> dict[str, TokenState]: ...
-
-    @property
-    def last_refreshed(self) -> dict[str, dict[str, float]]: ...  # source -> address -> when
+class TrackingHost(IngestContext, Protocol):
+    """What Tracking's methods need of the ingest that mixes it in: what its parts see (IngestContext,
+    Tracking's own methods among them) and the tables behind it. A Protocol, so this module need not
+    import app.ingest.scheduler, which imports it."""
 
     @property
     def _known(self) -> dict[str, dict[str, dict[str, float]]]: ...  # source -> mint -> pool -> last seen
@@ -49,10 +40,6 @@ class TrackingHost(Protocol):
 
     @property
     def strategies(self) -> Mapping[str, Refresh]: ...
-
-    def clock(self) -> float: ...
-
-    def track(self, mints: Iterable[str]) -> list[TokenState]: ...
 
 
 class Tracking:
